@@ -1,0 +1,979 @@
+//! The streaming engine: reorders HTTP records by event time, pairs requests with responses,
+//! merges the egress and ingress copies of one exchange into one call, links calls to their
+//! parents and groups them into end-to-end requests, emitting each [`RequestGraph`] once it is
+//! complete. All state is bounded and driven by event time only.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use agentgraph_proto::TrafficDirection;
+use foldhash::{HashMap, HashMapExt};
+
+use crate::Nanos;
+use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
+use crate::names::AgentNamer;
+use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
+use agentgraph_proto::FlowView;
+
+const MS: Nanos = 1_000_000;
+const SEC: Nanos = 1_000_000_000;
+
+/// Settings of the engine (all durations are event time, nanoseconds).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Records are held this long behind the newest one to put out-of-order input in order.
+    pub reorder_window: Nanos,
+    /// A request without a response is closed as unanswered after this long.
+    pub response_timeout: Nanos,
+    /// A request whose calls have all completed is emitted after this long without activity
+    /// (late retries with the same trace or request id, late copies from another node).
+    pub linger: Nanos,
+    /// The egress and ingress copies of one exchange are at most this far apart.
+    pub dedup_window: Nanos,
+    /// Tolerance when comparing times stamped by two different nodes' clocks.
+    pub clock_skew: Nanos,
+    /// Most calls held at once; past it the oldest request is emitted early, and counted.
+    pub max_open_calls: usize,
+    /// Most records held in the reorder buffer; past it the oldest is processed early, counted.
+    pub max_buffered_records: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            reorder_window: 2 * SEC,
+            response_timeout: 60 * SEC,
+            linger: 2 * SEC,
+            dedup_window: 100 * MS,
+            clock_skew: 5 * MS,
+            max_open_calls: 200_000,
+            max_buffered_records: 200_000,
+        }
+    }
+}
+
+/// Counters of what the engine did with its input (self-telemetry; nothing is dropped silently).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub http_requests: u64,
+    pub http_responses: u64,
+    /// Request records that were the second copy (egress + ingress) of an exchange.
+    pub duplicate_requests: u64,
+    pub duplicate_responses: u64,
+    /// Responses whose request was not seen (before the dump started, or lost).
+    pub orphan_responses: u64,
+    /// Calls closed without a response after `response_timeout` or at the end of input.
+    pub unanswered_calls: u64,
+    /// Records that arrived later than the reorder window allowed.
+    pub late_records: u64,
+    /// Records processed early because the reorder buffer was full.
+    pub reorder_overflow: u64,
+    /// Requests emitted early because `max_open_calls` was reached.
+    pub forced_requests: u64,
+    pub requests_emitted: u64,
+    pub calls_emitted: u64,
+}
+
+type CallId = u64;
+type GroupId = u64;
+
+/// Where a call's server runs: its pod, or its address when it has none.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Place {
+    Pod(Arc<str>),
+    Addr(IpAddr),
+}
+
+fn place(p: &Peer) -> Option<Place> {
+    if !p.info.pod.is_empty() { Some(Place::Pod(p.info.pod.clone())) } else { p.ip.map(Place::Addr) }
+}
+
+/// One proxy's record of a call: egress (client side, slot 0) or ingress (server side, slot 1).
+#[derive(Clone, Debug, Default)]
+struct Observation {
+    present: bool,
+    node: Option<Arc<str>>,
+    start: Option<Nanos>,
+    end: Option<Nanos>,
+    /// Connection on which the request waits for its response.
+    pending_on: Option<ConnKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ConnKey {
+    node: Arc<str>,
+    direction: TrafficDirection,
+    client_ip: Option<IpAddr>,
+    client_port: u16,
+    server_ip: Option<IpAddr>,
+    server_port: u16,
+}
+
+#[derive(Debug)]
+struct Call {
+    group: GroupId,
+    client: Peer,
+    server: Peer,
+    method: Arc<str>,
+    path: Arc<str>,
+    url_key: u64,
+    dedup_key: u64,
+    request_id: Option<Arc<str>>,
+    trace_id: Option<u128>,
+    request_bytes: Option<u64>,
+    response_bytes: Option<u64>,
+    status: Option<u16>,
+    latency_ns: u64,
+    obs: [Observation; 2],
+    /// Event time at which the call completed (first response) or was given up.
+    closed_at: Option<Nanos>,
+    /// The call was given up without a response.
+    unanswered: bool,
+    parent: Option<CallId>,
+    confidence: f64,
+}
+
+impl Call {
+    /// The client's view of the interval (egress copy when present, the other copy filling gaps).
+    fn made_view(&self) -> (Option<&Arc<str>>, Option<Nanos>, Option<Nanos>) {
+        let (a, b) = if self.obs[0].present { (&self.obs[0], &self.obs[1]) } else { (&self.obs[1], &self.obs[0]) };
+        (a.node.as_ref(), a.start.or(b.start), a.end.or(b.end))
+    }
+
+    /// The server's view (ingress copy when present).
+    fn served_view(&self) -> (Option<&Arc<str>>, Option<Nanos>, Option<Nanos>) {
+        let o = if self.obs[1].present { &self.obs[1] } else { &self.obs[0] };
+        (o.node.as_ref(), o.start, o.end)
+    }
+
+    fn start(&self) -> Option<Nanos> {
+        self.obs[0].start.or(self.obs[1].start)
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    calls: Vec<CallId>,
+    open: usize,
+    last_activity: Nanos,
+    created: Nanos,
+    /// Earliest start of its calls (key of `Engine::group_starts`).
+    first_start: Nanos,
+    trace_ids: Vec<u128>,
+    request_ids: Vec<Arc<str>>,
+}
+
+/// A record waiting in the reorder buffer, ordered by (time, tiebreak, arrival).
+struct Buffered {
+    time: Nanos,
+    tiebreak: u64,
+    seq: u64,
+    record: Box<HttpRecord>,
+}
+
+impl PartialEq for Buffered {
+    fn eq(&self, o: &Self) -> bool {
+        (self.time, self.tiebreak, self.seq) == (o.time, o.tiebreak, o.seq)
+    }
+}
+impl Eq for Buffered {}
+impl PartialOrd for Buffered {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Buffered {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.time, self.tiebreak, self.seq).cmp(&(o.time, o.tiebreak, o.seq))
+    }
+}
+
+/// The engine. Feed it records with [`Engine::push`], collect completed requests with
+/// [`Engine::drain`], and call [`Engine::finish`] at the end of input.
+pub struct Engine {
+    config: EngineConfig,
+    normalizer: Normalizer,
+    stats: EngineStats,
+    buffer: BinaryHeap<Reverse<Buffered>>,
+    seq: u64,
+    newest: Nanos,
+    /// Event time up to which records have been processed.
+    now: Nanos,
+    next_call: CallId,
+    next_group: GroupId,
+    calls: HashMap<CallId, Call>,
+    groups: HashMap<GroupId, Group>,
+    by_trace: HashMap<u128, GroupId>,
+    by_request_id: HashMap<Arc<str>, GroupId>,
+    pending: HashMap<ConnKey, VecDeque<(CallId, usize)>>,
+    twins: HashMap<u64, Vec<CallId>>,
+    inbound: HashMap<Place, Vec<CallId>>,
+    expiries: BinaryHeap<Reverse<(Nanos, CallId)>>,
+    group_checks: BinaryHeap<Reverse<(Nanos, GroupId)>>,
+    /// Groups in creation order, for forced emission when full.
+    group_order: VecDeque<GroupId>,
+    /// Groups by the start of their earliest call, for start-ordered output.
+    group_starts: std::collections::BTreeSet<(Nanos, GroupId)>,
+    out: Vec<RequestGraph>,
+    /// Ids handed out already, to keep ids unique when a trace or request id recurs.
+    id_uses: HashMap<String, u32>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig, normalize: NormalizeConfig) -> Self {
+        Engine {
+            config,
+            normalizer: Normalizer::new(normalize),
+            stats: EngineStats::default(),
+            buffer: BinaryHeap::new(),
+            seq: 0,
+            newest: Nanos::MIN,
+            now: Nanos::MIN,
+            next_call: 0,
+            next_group: 0,
+            calls: HashMap::new(),
+            groups: HashMap::new(),
+            by_trace: HashMap::new(),
+            by_request_id: HashMap::new(),
+            pending: HashMap::new(),
+            twins: HashMap::new(),
+            inbound: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            group_checks: BinaryHeap::new(),
+            group_order: VecDeque::new(),
+            group_starts: std::collections::BTreeSet::new(),
+            out: Vec::new(),
+            id_uses: HashMap::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Calls currently held (open or waiting for their request to complete).
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Requests currently being assembled.
+    pub fn open_requests(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Records waiting in the reorder buffer.
+    pub fn buffered_records(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Takes the requests completed so far (in completion order).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, RequestGraph> {
+        self.out.drain(..)
+    }
+
+    /// The start time of the oldest request still being assembled (or buffered), so a consumer
+    /// can emit completed requests in start order.
+    pub fn oldest_open_start(&self) -> Option<Nanos> {
+        let group = self.group_starts.first().map(|(t, _)| *t);
+        let buffered = self.buffer.peek().map(|Reverse(b)| b.time);
+        match (group, buffered) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Adds one decoded flow; flows other than L7 HTTP only advance event time. `tiebreak`
+    /// orders flows with equal times independently of arrival order (a hash of the line).
+    pub fn push_flow(&mut self, flow: &FlowView<'_>, tiebreak: u64) {
+        match self.normalizer.normalize(flow, tiebreak) {
+            Normalized::Http(record) => self.push(record),
+            Normalized::Ignored => self.advance_watermark(flow.time_ns),
+        }
+    }
+
+    /// Adds one record.
+    pub fn push(&mut self, record: Box<HttpRecord>) {
+        let time = record.time;
+        if time < self.now {
+            self.stats.late_records += 1;
+            self.process(record);
+            return;
+        }
+        self.newest = self.newest.max(time);
+        self.seq += 1;
+        self.buffer.push(Reverse(Buffered { time, tiebreak: record.tiebreak, seq: self.seq, record }));
+        let horizon = self.newest.saturating_sub(self.config.reorder_window);
+        while let Some(Reverse(top)) = self.buffer.peek() {
+            let overflow = self.buffer.len() > self.config.max_buffered_records;
+            if top.time > horizon && !overflow {
+                break;
+            }
+            if overflow {
+                self.stats.reorder_overflow += 1;
+            }
+            let Reverse(b) = self.buffer.pop().expect("peeked");
+            self.advance(b.time);
+            self.process(b.record);
+        }
+    }
+
+    /// Advances event time without a record (a live source that went quiet, a lost-events
+    /// marker), releasing what the reorder window and timeouts allow.
+    pub fn advance_watermark(&mut self, time: Nanos) {
+        self.newest = self.newest.max(time);
+        let horizon = self.newest.saturating_sub(self.config.reorder_window);
+        while self.buffer.peek().is_some_and(|Reverse(b)| b.time <= horizon) {
+            let Reverse(b) = self.buffer.pop().expect("peeked");
+            self.advance(b.time);
+            self.process(b.record);
+        }
+        self.advance(horizon);
+    }
+
+    /// End of input: processes everything buffered, closes unanswered calls and emits every
+    /// request.
+    pub fn finish(&mut self) {
+        while let Some(Reverse(b)) = self.buffer.pop() {
+            self.advance(b.time);
+            self.process(b.record);
+        }
+        let open: Vec<CallId> = {
+            let mut v: Vec<(Nanos, CallId)> = self
+                .calls
+                .iter()
+                .filter(|(_, c)| c.closed_at.is_none())
+                .map(|(id, c)| (c.start().unwrap_or(Nanos::MIN), *id))
+                .collect();
+            v.sort_unstable();
+            v.into_iter().map(|(_, id)| id).collect()
+        };
+        for id in open {
+            self.close(id, self.now, true);
+        }
+        let mut order: Vec<GroupId> = self.group_order.drain(..).collect();
+        order.retain(|g| self.groups.contains_key(g));
+        for g in order {
+            self.emit(g);
+        }
+        self.expiries.clear();
+        self.group_checks.clear();
+    }
+
+    /// Moves event time to `time`: expires unanswered calls and emits settled requests.
+    fn advance(&mut self, time: Nanos) {
+        if time <= self.now {
+            return;
+        }
+        loop {
+            let next_expiry = self.expiries.peek().map(|Reverse((t, _))| *t);
+            let next_check = self.group_checks.peek().map(|Reverse((t, _))| *t);
+            match (next_expiry, next_check) {
+                (Some(e), c) if e <= time && c.is_none_or(|c| e <= c) => {
+                    let Reverse((t, id)) = self.expiries.pop().expect("peeked");
+                    self.now = self.now.max(t);
+                    if self.calls.get(&id).is_some_and(|c| c.closed_at.is_none()) {
+                        self.close(id, t, true);
+                    }
+                }
+                (_, Some(c)) if c <= time => {
+                    let Reverse((t, g)) = self.group_checks.pop().expect("peeked");
+                    self.now = self.now.max(t);
+                    self.check_group(g);
+                }
+                _ => break,
+            }
+        }
+        self.now = time;
+    }
+
+    fn process(&mut self, r: Box<HttpRecord>) {
+        if r.is_response {
+            self.stats.http_responses += 1;
+            self.on_response(*r);
+        } else {
+            self.stats.http_requests += 1;
+            self.on_request(*r);
+        }
+    }
+
+    fn slot(direction: TrafficDirection) -> usize {
+        if direction == TrafficDirection::Ingress { 1 } else { 0 }
+    }
+
+    fn conn_key(r: &HttpRecord) -> ConnKey {
+        ConnKey {
+            node: r.node.clone(),
+            direction: r.direction,
+            client_ip: r.client.ip,
+            client_port: r.client.port,
+            server_ip: r.server.ip,
+            server_port: r.server.port,
+        }
+    }
+
+    fn dedup_key(r: &HttpRecord) -> u64 {
+        let ips = format!("{:?}|{:?}|{}", r.client.ip, r.server.ip, r.server.port);
+        hash_pair(ips.as_bytes(), &r.url_key.to_le_bytes())
+    }
+
+    /// The other copy of this exchange, recorded by the proxy on the other side.
+    fn find_twin(&self, r: &HttpRecord, key: u64, slot: usize) -> Option<CallId> {
+        let other = 1 - slot;
+        let ids = self.twins.get(&key)?;
+        ids.iter()
+            .copied()
+            .filter_map(|id| self.calls.get(&id).map(|c| (id, c)))
+            .filter(|(_, c)| c.obs[other].present && !c.obs[slot].present && c.url_key == r.url_key)
+            .filter(|(_, c)| same_opt(&c.request_id, &r.request_id) && same_opt(&c.trace_id, &r.trace_id))
+            .filter(|(_, c)| c.client.ip == r.client.ip && c.server.ip == r.server.ip)
+            .filter_map(|(id, c)| {
+                let o = &c.obs[other];
+                let reference = if r.is_response { o.end.or(o.start) } else { o.start };
+                let gap = (reference? - r.time).abs();
+                (gap <= self.config.dedup_window + self.config.clock_skew).then_some((gap, id))
+            })
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    fn on_request(&mut self, r: HttpRecord) {
+        let slot = Self::slot(r.direction);
+        let key = Self::dedup_key(&r);
+        let conn = Self::conn_key(&r);
+        if let Some(id) = self.find_twin(&r, key, slot) {
+            self.stats.duplicate_requests += 1;
+            let call = self.calls.get_mut(&id).expect("twin exists");
+            let o = &mut call.obs[slot];
+            o.present = true;
+            o.node = Some(r.node.clone());
+            o.start = Some(r.time);
+            call.request_bytes = call.request_bytes.or(r.request_bytes);
+            if call.closed_at.is_none() {
+                o.pending_on = Some(conn.clone());
+                self.pending.entry(conn).or_default().push_back((id, slot));
+            }
+            let g = call.group;
+            self.touch(g, r.time);
+            return;
+        }
+        self.make_room();
+        let id = self.new_call(&r, key, slot);
+        let call = self.calls.get_mut(&id).expect("just made");
+        call.obs[slot].pending_on = Some(conn.clone());
+        self.pending.entry(conn).or_default().push_back((id, slot));
+        self.expiries.push(Reverse((r.time + self.config.response_timeout, id)));
+    }
+
+    fn on_response(&mut self, r: HttpRecord) {
+        let slot = Self::slot(r.direction);
+        let conn = Self::conn_key(&r);
+        if let Some(id) = self.match_pending(&conn, &r) {
+            self.complete(id, slot, &r);
+            return;
+        }
+        // No request waits on this connection: the request lies before the start of the input,
+        // or only the other side's proxy recorded it.
+        let key = Self::dedup_key(&r);
+        if let Some(id) = self.find_twin(&r, key, slot) {
+            self.stats.duplicate_responses += 1;
+            let call = self.calls.get_mut(&id).expect("twin exists");
+            let o = &mut call.obs[slot];
+            o.present = true;
+            o.node = Some(r.node.clone());
+            o.end = Some(r.time);
+            if r.latency_ns > 0 {
+                o.start = Some(r.time - r.latency_ns as Nanos);
+            }
+            self.complete(id, slot, &r);
+            return;
+        }
+        self.stats.orphan_responses += 1;
+        self.make_room();
+        let id = self.new_call(&r, key, slot);
+        let call = self.calls.get_mut(&id).expect("just made");
+        let o = &mut call.obs[slot];
+        o.end = Some(r.time);
+        o.start = (r.latency_ns > 0).then(|| r.time - r.latency_ns as Nanos);
+        self.complete(id, slot, &r);
+    }
+
+    /// The request on `conn` that this response answers: same method and URL, the same request
+    /// id when both carry one, and the request time closest to `time - latency` when the latency
+    /// is known (HTTP/2 multiplexing); otherwise the oldest (HTTP/1.1 answers in order).
+    fn match_pending(&mut self, conn: &ConnKey, r: &HttpRecord) -> Option<CallId> {
+        let queue = self.pending.get_mut(conn)?;
+        let calls = &self.calls;
+        let candidates: Vec<(usize, CallId, Nanos)> = queue
+            .iter()
+            .enumerate()
+            .filter_map(|(pos, &(id, slot))| {
+                let c = calls.get(&id)?;
+                (c.url_key == r.url_key).then_some((pos, id, c.obs[slot].start?))
+            })
+            .collect();
+        let by_rid: Vec<(usize, CallId, Nanos)> = match &r.request_id {
+            Some(rid) => {
+                candidates.iter().copied().filter(|(_, id, _)| calls[id].request_id.as_ref() == Some(rid)).collect()
+            }
+            None => Vec::new(),
+        };
+        let pool = if by_rid.is_empty() {
+            // A response naming a request id that no waiting request carries answers a request
+            // we did not see; waiting requests without an id may still be it.
+            if r.request_id.is_some() {
+                candidates.into_iter().filter(|(_, id, _)| calls[id].request_id.is_none()).collect()
+            } else {
+                candidates
+            }
+        } else {
+            by_rid
+        };
+        let chosen = if r.latency_ns > 0 {
+            let expected = r.time - r.latency_ns as Nanos;
+            pool.iter().min_by_key(|(pos, _, start)| ((start - expected).abs(), *pos)).copied()
+        } else {
+            pool.first().copied()
+        }?;
+        let (pos, id, start) = chosen;
+        if start > r.time {
+            return None;
+        }
+        queue.remove(pos);
+        if queue.is_empty() {
+            self.pending.remove(conn);
+        }
+        Some(id)
+    }
+
+    /// Records the response on the call's `slot` observation and closes the call.
+    fn complete(&mut self, id: CallId, slot: usize, r: &HttpRecord) {
+        let call = self.calls.get_mut(&id).expect("call exists");
+        let o = &mut call.obs[slot];
+        o.present = true;
+        o.node.get_or_insert_with(|| r.node.clone());
+        o.end = Some(r.time);
+        o.pending_on = None;
+        if call.status.is_none() || slot == 0 {
+            call.status = Some(r.status);
+        }
+        if r.latency_ns > 0 && (slot == 0 || call.latency_ns == 0) {
+            call.latency_ns = r.latency_ns;
+        }
+        call.response_bytes = call.response_bytes.or(r.response_bytes);
+        call.request_bytes = call.request_bytes.or(r.request_bytes);
+        call.request_id = call.request_id.clone().or_else(|| r.request_id.clone());
+        call.trace_id = call.trace_id.or(r.trace_id);
+        let group = call.group;
+        if call.closed_at.is_none() {
+            self.close(id, r.time, false);
+        } else {
+            self.touch(group, r.time);
+        }
+    }
+
+    fn new_call(&mut self, r: &HttpRecord, dedup_key: u64, slot: usize) -> CallId {
+        let id = self.next_call;
+        self.next_call += 1;
+        let group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
+        let mut obs: [Observation; 2] = Default::default();
+        obs[slot] = Observation {
+            present: true,
+            node: Some(r.node.clone()),
+            start: (!r.is_response).then_some(r.time),
+            end: None,
+            pending_on: None,
+        };
+        let call = Call {
+            group,
+            client: r.client.clone(),
+            server: r.server.clone(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            url_key: r.url_key,
+            dedup_key,
+            request_id: r.request_id.clone(),
+            trace_id: r.trace_id,
+            request_bytes: r.request_bytes,
+            response_bytes: r.response_bytes,
+            status: None,
+            latency_ns: 0,
+            obs,
+            closed_at: None,
+            unanswered: false,
+            parent: None,
+            confidence: 1.0,
+        };
+        if let Some(p) = place(&call.server) {
+            self.inbound.entry(p).or_default().push(id);
+        }
+        self.twins.entry(dedup_key).or_default().push(id);
+        self.calls.insert(id, call);
+        let start = if r.is_response { r.time - r.latency_ns as Nanos } else { r.time };
+        let g = self.groups.get_mut(&group).expect("group exists");
+        g.calls.push(id);
+        g.open += 1;
+        g.last_activity = g.last_activity.max(r.time);
+        if start < g.first_start {
+            self.group_starts.remove(&(g.first_start, group));
+            g.first_start = start;
+            self.group_starts.insert((start, group));
+        }
+        id
+    }
+
+    /// The group a new call joins: the one of its trace id, else of its request id, else new.
+    fn group_for(&mut self, trace: Option<u128>, rid: Option<&Arc<str>>, time: Nanos) -> GroupId {
+        if let Some(g) = trace.and_then(|t| self.by_trace.get(&t)) {
+            return *g;
+        }
+        if let Some(g) = rid.and_then(|r| self.by_request_id.get(r)) {
+            let g = *g;
+            if let Some(t) = trace {
+                self.by_trace.insert(t, g);
+                self.groups.get_mut(&g).expect("indexed").trace_ids.push(t);
+            }
+            return g;
+        }
+        let g = self.next_group;
+        self.next_group += 1;
+        let mut group = Group {
+            calls: Vec::new(),
+            open: 0,
+            last_activity: time,
+            created: time,
+            first_start: time,
+            trace_ids: Vec::new(),
+            request_ids: Vec::new(),
+        };
+        self.group_starts.insert((time, g));
+        if let Some(t) = trace {
+            self.by_trace.insert(t, g);
+            group.trace_ids.push(t);
+        }
+        if let Some(r) = rid {
+            self.by_request_id.insert(r.clone(), g);
+            group.request_ids.push(r.clone());
+        }
+        self.groups.insert(g, group);
+        self.group_order.push_back(g);
+        g
+    }
+
+    fn touch(&mut self, g: GroupId, time: Nanos) {
+        if let Some(group) = self.groups.get_mut(&g) {
+            group.last_activity = group.last_activity.max(time);
+        }
+    }
+
+    /// Closes a call (answered at `time`, or given up), decides its parent, and schedules the
+    /// check that emits its request once everything settled.
+    fn close(&mut self, id: CallId, time: Nanos, unanswered: bool) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        call.closed_at = Some(time);
+        call.unanswered = unanswered;
+        if unanswered {
+            self.stats.unanswered_calls += 1;
+            for o in &mut call.obs {
+                if let Some(conn) = o.pending_on.take() {
+                    remove_pending(&mut self.pending, &conn, id);
+                }
+            }
+        }
+        let group = call.group;
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.open = g.open.saturating_sub(1);
+            g.last_activity = g.last_activity.max(time);
+        }
+        self.decide_parent(id);
+        let group = self.calls[&id].group;
+        self.group_checks.push(Reverse((time + self.config.linger, group)));
+    }
+
+    /// The parent of a call made by pod P is a call served by P that contains it. Candidates
+    /// carrying the same trace id are preferred, then the same request id, then any without a
+    /// conflicting trace id; among equals, the latest-started one (the contract's simple rule),
+    /// with confidence lowered by the number of equally good candidates.
+    fn decide_parent(&mut self, id: CallId) {
+        let call = &self.calls[&id];
+        let Some(client_place) = place(&call.client) else { return };
+        let Some(inbound) = self.inbound.get(&client_place) else { return };
+        let (child_node, child_start, child_end) = call.made_view();
+        let Some(child_start) = child_start else { return };
+        // An unanswered child need only have started while its parent was in flight.
+        let child_end = if call.unanswered { child_start } else { child_end.unwrap_or(child_start) };
+        let mut best: Vec<(u8, Nanos, CallId)> = Vec::new();
+        for &pid in inbound {
+            if pid == id {
+                continue;
+            }
+            let Some(p) = self.calls.get(&pid) else { continue };
+            if is_ancestor_or_self(&self.calls, id, pid) {
+                continue;
+            }
+            if let (Some(a), Some(b)) = (p.trace_id, call.trace_id) {
+                if a != b {
+                    continue;
+                }
+            }
+            let (parent_node, p_start, p_end) = p.served_view();
+            let Some(p_start) = p_start else { continue };
+            let tol = if parent_node.is_some() && parent_node == child_node { 0 } else { self.config.clock_skew };
+            if p_start > child_start + tol {
+                continue;
+            }
+            let p_end = match (p.closed_at, p.unanswered) {
+                (None, _) => None,
+                (Some(at), true) => Some(at),
+                (Some(at), false) => Some(p_end.unwrap_or(at)),
+            };
+            if p_end.is_some_and(|e| e + tol < child_end) {
+                continue;
+            }
+            let tier = if p.trace_id.is_some() && p.trace_id == call.trace_id {
+                2
+            } else if p.request_id.is_some() && p.request_id == call.request_id {
+                1
+            } else {
+                0
+            };
+            best.push((tier, p_start, pid));
+        }
+        let Some(&(top_tier, _, _)) = best.iter().max_by_key(|(t, s, pid)| (*t, *s, Reverse(*pid))) else { return };
+        let equals: Vec<&(u8, Nanos, CallId)> = best.iter().filter(|(t, _, _)| *t == top_tier).collect();
+        let &&(_, _, parent) = equals.iter().max_by_key(|(_, s, pid)| (*s, Reverse(*pid))).expect("non-empty");
+        let base = if top_tier > 0 { 1.0 } else { 0.9 };
+        let confidence = base / equals.len() as f64;
+        let parent_group = self.calls[&parent].group;
+        let call = self.calls.get_mut(&id).expect("exists");
+        call.parent = Some(parent);
+        call.confidence = confidence;
+        let child_group = call.group;
+        if child_group != parent_group {
+            self.merge_groups(parent_group, child_group);
+        }
+    }
+
+    /// Moves every call of group `from` into group `into`.
+    fn merge_groups(&mut self, into: GroupId, from: GroupId) {
+        let Some(src) = self.groups.remove(&from) else { return };
+        self.group_starts.remove(&(src.first_start, from));
+        for &c in &src.calls {
+            if let Some(call) = self.calls.get_mut(&c) {
+                call.group = into;
+            }
+        }
+        for t in &src.trace_ids {
+            self.by_trace.insert(*t, into);
+        }
+        for r in &src.request_ids {
+            self.by_request_id.insert(r.clone(), into);
+        }
+        let dst = self.groups.get_mut(&into).expect("merge target exists");
+        dst.calls.extend(src.calls);
+        dst.open += src.open;
+        dst.last_activity = dst.last_activity.max(src.last_activity);
+        dst.created = dst.created.min(src.created);
+        if src.first_start < dst.first_start {
+            self.group_starts.remove(&(dst.first_start, into));
+            dst.first_start = src.first_start;
+            self.group_starts.insert((dst.first_start, into));
+        }
+        dst.trace_ids.extend(src.trace_ids);
+        dst.request_ids.extend(src.request_ids);
+        self.group_checks.push(Reverse((dst.last_activity + self.config.linger, into)));
+    }
+
+    fn check_group(&mut self, g: GroupId) {
+        let Some(group) = self.groups.get(&g) else { return };
+        if group.open > 0 {
+            return;
+        }
+        let due = group.last_activity + self.config.linger;
+        if due > self.now {
+            self.group_checks.push(Reverse((due, g)));
+            return;
+        }
+        self.emit(g);
+    }
+
+    /// Keeps the number of held calls under `max_open_calls` by emitting the oldest request.
+    fn make_room(&mut self) {
+        while self.calls.len() >= self.config.max_open_calls {
+            let Some(g) = self.group_order.pop_front() else { return };
+            if !self.groups.contains_key(&g) {
+                continue;
+            }
+            self.stats.forced_requests += 1;
+            let open: Vec<CallId> = self.groups[&g]
+                .calls
+                .iter()
+                .copied()
+                .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none()))
+                .collect();
+            for c in open {
+                self.close(c, self.now, true);
+            }
+            // Closing may have merged the group into another; emit whichever holds the calls.
+            if self.groups.contains_key(&g) {
+                self.emit(g);
+            }
+        }
+    }
+
+    /// Builds the request graph of group `g`, removes its state and queues the graph.
+    fn emit(&mut self, g: GroupId) {
+        let Some(group) = self.groups.remove(&g) else { return };
+        self.group_starts.remove(&(group.first_start, g));
+        for t in &group.trace_ids {
+            if self.by_trace.get(t) == Some(&g) {
+                self.by_trace.remove(t);
+            }
+        }
+        for r in &group.request_ids {
+            if self.by_request_id.get(r) == Some(&g) {
+                self.by_request_id.remove(r);
+            }
+        }
+        let mut calls: Vec<(CallId, Call)> =
+            group.calls.iter().filter_map(|id| self.calls.remove(id).map(|c| (*id, c))).collect();
+        for (id, c) in &calls {
+            for o in &c.obs {
+                if let Some(conn) = &o.pending_on {
+                    remove_pending(&mut self.pending, conn, *id);
+                }
+            }
+            if let Some(p) = place(&c.server) {
+                remove_from(&mut self.inbound, &p, *id);
+            }
+            remove_from(&mut self.twins, &c.dedup_key, *id);
+        }
+        // Order by start (client view), unknown starts by their response time.
+        calls.sort_by_key(|(id, c)| (c.start().or(c.closed_at).unwrap_or(0), *id));
+        let index: HashMap<CallId, usize> = calls.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        let namer = self.normalizer.namer();
+        let records: Vec<CallRecord> = calls.iter().map(|(_, c)| to_record(c, &index, namer)).collect();
+        let correlation = if group.trace_ids.is_empty() && calls.iter().all(|(_, c)| c.trace_id.is_none()) {
+            let shared_rid = {
+                let mut rids: Vec<&Arc<str>> = calls.iter().filter_map(|(_, c)| c.request_id.as_ref()).collect();
+                let n = rids.len();
+                rids.sort_unstable();
+                rids.dedup();
+                rids.len() < n
+            };
+            if shared_rid { Correlation::RequestId } else { Correlation::Inferred }
+        } else {
+            Correlation::TraceContext
+        };
+        let root = records.iter().position(|c| c.parent.is_none()).unwrap_or(0);
+        let base_id = match correlation {
+            Correlation::TraceContext => {
+                let t = records[root].trace_id.or_else(|| records.iter().find_map(|c| c.trace_id)).unwrap_or(0);
+                format!("{t:032x}")
+            }
+            Correlation::RequestId => {
+                let r = &records[root];
+                r.request_id.as_deref().map(str::to_string).unwrap_or_else(|| synthesized_id(r))
+            }
+            Correlation::Inferred => synthesized_id(&records[root]),
+        };
+        let uses = self.id_uses.entry(base_id.clone()).or_insert(0);
+        *uses += 1;
+        let id = if *uses == 1 { base_id } else { format!("{base_id}-{uses}") };
+        if self.id_uses.len() > 1_000_000 {
+            // Bounded: ids recur only within a short time, so forgetting old ones is safe.
+            self.id_uses.clear();
+        }
+        self.stats.requests_emitted += 1;
+        self.stats.calls_emitted += records.len() as u64;
+        self.out.push(RequestGraph::new(id, correlation, records));
+    }
+}
+
+fn same_opt<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+fn is_ancestor_or_self(calls: &HashMap<CallId, Call>, candidate: CallId, of: CallId) -> bool {
+    let mut at = Some(of);
+    let mut steps = 0;
+    while let Some(id) = at {
+        if id == candidate {
+            return true;
+        }
+        steps += 1;
+        if steps > 10_000 {
+            return true;
+        }
+        at = calls.get(&id).and_then(|c| c.parent);
+    }
+    false
+}
+
+fn remove_pending(pending: &mut HashMap<ConnKey, VecDeque<(CallId, usize)>>, conn: &ConnKey, id: CallId) {
+    if let Some(q) = pending.get_mut(conn) {
+        q.retain(|(c, _)| *c != id);
+        if q.is_empty() {
+            pending.remove(conn);
+        }
+    }
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<CallId>>, key: &K, id: CallId) {
+    if let Some(v) = map.get_mut(key) {
+        v.retain(|c| *c != id);
+        if v.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+fn to_record(c: &Call, index: &HashMap<CallId, usize>, namer: &AgentNamer) -> CallRecord {
+    let (_, made_start, made_end) = c.made_view();
+    let start = made_start.or(c.closed_at).unwrap_or(0);
+    let duration = if c.unanswered {
+        None
+    } else {
+        match (made_start, made_end) {
+            (Some(s), Some(e)) if e >= s => Some(e - s),
+            _ => (c.latency_ns > 0).then_some(c.latency_ns as Nanos),
+        }
+    };
+    let (_, served_start, served_end) = c.served_view();
+    let served = match (served_start, served_end) {
+        (Some(s), Some(e)) if e >= s && !c.unanswered => Some(Interval { start: s, end: e }),
+        _ => None,
+    };
+    CallRecord {
+        parent: c.parent.and_then(|p| index.get(&p).copied()),
+        client: namer.resolve(&c.client.info),
+        server: namer.resolve(&c.server.info),
+        client_pod: c.client.info.pod.clone(),
+        server_pod: c.server.info.pod.clone(),
+        method: c.method.clone(),
+        path: c.path.clone(),
+        status: if c.unanswered { None } else { c.status },
+        start,
+        duration,
+        request_bytes: c.request_bytes,
+        response_bytes: c.response_bytes,
+        confidence: c.confidence,
+        trace_id: c.trace_id,
+        request_id: c.request_id.clone(),
+        observed_both_sides: c.obs[0].present && c.obs[1].present,
+        served,
+    }
+}
+
+/// A stable id for a request without trace or request id: a hash of its root call.
+fn synthesized_id(root: &CallRecord) -> String {
+    let text =
+        format!("{}|{}|{}|{}|{}|{}", root.client_pod, root.server_pod, root.client, root.server, root.path, root.start);
+    let a = hash_pair(b"agentgraph-a", text.as_bytes());
+    let b = hash_pair(b"agentgraph-b", text.as_bytes());
+    format!("{a:016x}{b:016x}")
+}

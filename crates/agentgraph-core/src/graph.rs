@@ -1,0 +1,304 @@
+//! A completed end-to-end request as a call tree (petgraph), and the statistics computed on it:
+//! depth, fan-out, concurrent fan-out, context size, critical path and per-call self time.
+
+use std::sync::Arc;
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::Nanos;
+
+/// How the calls of a request were grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Correlation {
+    TraceContext,
+    RequestId,
+    Inferred,
+}
+
+impl Correlation {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Correlation::TraceContext => "trace_context",
+            Correlation::RequestId => "request_id",
+            Correlation::Inferred => "inferred",
+        }
+    }
+}
+
+/// A time interval `[start, end]` in event-time nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval {
+    pub start: Nanos,
+    pub end: Nanos,
+}
+
+impl Interval {
+    pub fn len(&self) -> Nanos {
+        (self.end - self.start).max(0)
+    }
+}
+
+/// One call of a completed request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRecord {
+    /// Index of the parent call in [`RequestGraph::calls`].
+    pub parent: Option<usize>,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
+    /// `namespace/pod` of each side, empty when outside the cluster.
+    pub client_pod: Arc<str>,
+    pub server_pod: Arc<str>,
+    pub method: Arc<str>,
+    pub path: Arc<str>,
+    /// HTTP status; `None` when no response was seen.
+    pub status: Option<u16>,
+    /// Request time as the client side saw it (or the best estimate when only a response was seen).
+    pub start: Nanos,
+    /// Response latency; `None` when no response was seen or the request time is unknown.
+    pub duration: Option<Nanos>,
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+    /// 1.0 when the parent link is certain, lower when inferred.
+    pub confidence: f64,
+    pub trace_id: Option<u128>,
+    pub request_id: Option<Arc<str>>,
+    /// Whether both the client's egress and the server's ingress proxy recorded this call.
+    pub observed_both_sides: bool,
+    /// The call's interval on the server side (the clock its own outgoing calls use), when known.
+    pub served: Option<Interval>,
+}
+
+impl CallRecord {
+    /// The interval the client saw, when the call completed.
+    pub fn made(&self) -> Option<Interval> {
+        self.duration.map(|d| Interval { start: self.start, end: self.start + d })
+    }
+
+    /// A call counts as an error when the server answered 5xx or never answered.
+    pub fn is_error(&self) -> bool {
+        self.status.is_none_or(|s| s >= 500)
+    }
+}
+
+/// Statistics of one request (see the analysis contract).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestStats {
+    pub calls: usize,
+    pub depth: usize,
+    pub agents: usize,
+    pub fan_out_max: usize,
+    pub fan_out_concurrent_max: usize,
+    pub context_bytes: u64,
+    pub critical_path: Nanos,
+    /// Indices of the calls on the critical path, root first.
+    pub critical_calls: Vec<usize>,
+}
+
+/// Per-call figures used by agent statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallFigures {
+    pub fan_out: usize,
+    pub fan_out_concurrent: usize,
+    /// Time the server spent on this call outside its own outgoing calls; `None` when the call's
+    /// interval is unknown.
+    pub self_time: Option<Nanos>,
+}
+
+/// One reconstructed end-to-end request.
+#[derive(Clone, Debug)]
+pub struct RequestGraph {
+    pub id: String,
+    pub correlation: Correlation,
+    /// Index of the root call (the earliest call without a parent).
+    pub root: usize,
+    pub start: Nanos,
+    pub end: Nanos,
+    /// Calls ordered by start time; a call's id in reports is `c<index>`.
+    pub calls: Vec<CallRecord>,
+    /// Parent → child edges between call indices (node `i` is call `i`).
+    pub tree: DiGraph<(), ()>,
+    pub stats: RequestStats,
+    pub figures: Vec<CallFigures>,
+}
+
+impl RequestGraph {
+    /// Builds the graph of `calls` (already ordered by start, parents referring to indices) and
+    /// computes its statistics.
+    pub fn new(id: String, correlation: Correlation, calls: Vec<CallRecord>) -> Self {
+        let mut tree = DiGraph::with_capacity(calls.len(), calls.len());
+        for _ in &calls {
+            tree.add_node(());
+        }
+        for (i, c) in calls.iter().enumerate() {
+            if let Some(p) = c.parent {
+                tree.add_edge(NodeIndex::new(p), NodeIndex::new(i), ());
+            }
+        }
+        let root = calls.iter().position(|c| c.parent.is_none()).unwrap_or(0);
+        let start = calls.iter().map(|c| c.start).min().unwrap_or(0);
+        let end = calls.iter().map(|c| c.made().map_or(c.start, |m| m.end)).max().unwrap_or(start);
+        let mut g = RequestGraph {
+            id,
+            correlation,
+            root,
+            start,
+            end,
+            calls,
+            tree,
+            stats: RequestStats::default(),
+            figures: Vec::new(),
+        };
+        g.compute();
+        g
+    }
+
+    pub fn duration(&self) -> Nanos {
+        self.end - self.start
+    }
+
+    /// Children of call `i`, ordered by start.
+    pub fn children(&self, i: usize) -> Vec<usize> {
+        let mut c: Vec<usize> =
+            self.tree.neighbors_directed(NodeIndex::new(i), Direction::Outgoing).map(|n| n.index()).collect();
+        c.sort_unstable();
+        c
+    }
+
+    fn compute(&mut self) {
+        let n = self.calls.len();
+        let children: Vec<Vec<usize>> = (0..n).map(|i| self.children(i)).collect();
+        let mut figures = vec![CallFigures::default(); n];
+        // Depth: calls are ordered by start and a child starts after its parent, but a child
+        // index can still be lower when clocks disagree, so walk from the roots.
+        let mut depth = vec![0usize; n];
+        let mut stack: Vec<usize> = (0..n).filter(|&i| self.calls[i].parent.is_none()).collect();
+        for &r in &stack {
+            depth[r] = 1;
+        }
+        while let Some(i) = stack.pop() {
+            for &c in &children[i] {
+                depth[c] = depth[i] + 1;
+                stack.push(c);
+            }
+        }
+        for (i, kids) in children.iter().enumerate() {
+            let f = &mut figures[i];
+            f.fan_out = kids.len();
+            let parent_window = self.calls[i].served.or_else(|| self.calls[i].made());
+            let intervals: Vec<Interval> =
+                kids.iter().map(|&k| child_interval(&self.calls[k], parent_window)).collect();
+            f.fan_out_concurrent = max_overlap(&intervals);
+            f.self_time = parent_window.map(|w| w.len() - covered(&intervals, w));
+        }
+        let mut agents: Vec<&Arc<str>> = self.calls.iter().flat_map(|c| [&c.client, &c.server]).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        let (critical_path, critical_calls) = self.critical_path(&children);
+        self.stats = RequestStats {
+            calls: n,
+            depth: depth.iter().copied().max().unwrap_or(0),
+            agents: agents.len(),
+            fan_out_max: figures.iter().map(|f| f.fan_out).max().unwrap_or(0),
+            fan_out_concurrent_max: figures.iter().map(|f| f.fan_out_concurrent).max().unwrap_or(0),
+            context_bytes: self.calls.iter().filter_map(|c| c.request_bytes).sum(),
+            critical_path,
+            critical_calls,
+        };
+        self.figures = figures;
+    }
+
+    /// The chain of calls that determines the end-to-end time: from the top-level call that ends
+    /// last, repeatedly the child that returned last. Its length is the time from the start of
+    /// that top-level call to the end of the request, attributed along the chain; time before
+    /// it (an earlier attempt that failed, for instance) is not on the critical path.
+    fn critical_path(&self, children: &[Vec<usize>]) -> (Nanos, Vec<usize>) {
+        let top = (0..self.calls.len())
+            .filter(|&i| self.calls[i].parent.is_none())
+            .max_by_key(|&i| (self.calls[i].made().map_or(self.calls[i].start, |m| m.end), std::cmp::Reverse(i)));
+        let Some(mut at) = top else { return (0, Vec::new()) };
+        let length = self.end - self.calls[at].start;
+        let mut chain = vec![at];
+        loop {
+            let next = children[at].iter().copied().filter(|&k| self.calls[k].made().is_some()).max_by_key(|&k| {
+                let m = self.calls[k].made().unwrap_or(Interval { start: 0, end: 0 });
+                (m.end, std::cmp::Reverse(k))
+            });
+            match next {
+                Some(k) => {
+                    chain.push(k);
+                    at = k;
+                }
+                None => break,
+            }
+        }
+        (length, chain)
+    }
+}
+
+/// A child's interval for its parent's statistics; a child without a response lasts until the
+/// parent ends (it was still outstanding when the parent answered).
+fn child_interval(child: &CallRecord, parent: Option<Interval>) -> Interval {
+    match child.made() {
+        Some(m) => m,
+        None => Interval { start: child.start, end: parent.map_or(child.start, |p| p.end.max(child.start)) },
+    }
+}
+
+/// The largest number of intervals in flight at one moment (touching ends do not overlap).
+pub fn max_overlap(intervals: &[Interval]) -> usize {
+    let mut events: Vec<(Nanos, i32)> = Vec::with_capacity(intervals.len() * 2);
+    for iv in intervals {
+        events.push((iv.start, 1));
+        events.push((iv.end.max(iv.start), -1));
+    }
+    // Ends sort before starts at the same instant.
+    events.sort_unstable();
+    let (mut cur, mut best) = (0i32, 0i32);
+    for (_, d) in events {
+        cur += d;
+        best = best.max(cur);
+    }
+    best as usize
+}
+
+/// How much of `window` the union of `intervals` covers.
+pub fn covered(intervals: &[Interval], window: Interval) -> Nanos {
+    let mut clipped: Vec<Interval> = intervals
+        .iter()
+        .map(|iv| Interval { start: iv.start.max(window.start), end: iv.end.min(window.end) })
+        .filter(|iv| iv.end > iv.start)
+        .collect();
+    clipped.sort_unstable_by_key(|iv| iv.start);
+    let mut total = 0;
+    let mut cur: Option<Interval> = None;
+    for iv in clipped {
+        match cur.as_mut() {
+            Some(c) if iv.start <= c.end => c.end = c.end.max(iv.end),
+            _ => {
+                if let Some(c) = cur {
+                    total += c.len();
+                }
+                cur = Some(iv);
+            }
+        }
+    }
+    total + cur.map_or(0, |c| c.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(start: Nanos, end: Nanos) -> Interval {
+        Interval { start, end }
+    }
+
+    #[test]
+    fn overlap_and_cover() {
+        assert_eq!(max_overlap(&[iv(0, 10), iv(5, 15), iv(10, 20)]), 2);
+        assert_eq!(max_overlap(&[iv(0, 10), iv(10, 20)]), 1);
+        assert_eq!(max_overlap(&[]), 0);
+        assert_eq!(covered(&[iv(0, 10), iv(5, 15), iv(30, 40)], iv(2, 35)), 13 + 5);
+    }
+}

@@ -1,0 +1,281 @@
+//! Agent naming: turns a Hubble endpoint into the agent name of the analysis contract
+//! (`<namespace>/<workload>`, `world[/<dns name>]`, `reserved/<name>`), keeping every pod of one
+//! logical agent — ephemeral Job pods included — as one agent.
+
+use std::sync::Arc;
+
+use agentgraph_proto::{EndpointView, JStr};
+use foldhash::HashMap;
+
+/// Workload kinds whose name is a stable agent name (long-lived controllers).
+const CONTROLLER_KINDS: [&str; 5] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "CronJob"];
+
+/// Default label keys consulted, in order, when no controller workload names the agent.
+pub const DEFAULT_NAME_LABELS: [&str; 4] = ["app.kubernetes.io/name", "app", "k8s-app", "agent-role"];
+
+/// How an agent name was derived; a weak name may be replaced by what other flows teach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NameSource {
+    /// A controller workload or a configured label.
+    Strong,
+    /// A non-controller workload name (e.g. a Job's) or the pod name without hash suffixes.
+    Weak,
+    /// Outside the cluster or a reserved identity.
+    Reserved,
+}
+
+/// What the analyzer keeps of one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub agent: Arc<str>,
+    pub source: NameSource,
+    /// `namespace/pod`, empty when the endpoint has no pod.
+    pub pod: Arc<str>,
+    /// `namespace/<pod name without hash suffixes>`: the key under which a strong name learned
+    /// from one pod of a ReplicaSet also names its siblings seen without labels.
+    pub family: Arc<str>,
+}
+
+/// Names endpoints, caching by the endpoint's raw JSON (the same pod prints the same bytes).
+#[derive(Debug)]
+pub struct AgentNamer {
+    labels: Vec<String>,
+    cache: HashMap<Box<[u8]>, EndpointInfo>,
+    cache_limit: usize,
+    /// Strong names learned per pod family, to resolve weak names consistently.
+    families: HashMap<Arc<str>, Arc<str>>,
+    strings: StringCache,
+}
+
+impl Default for AgentNamer {
+    fn default() -> Self {
+        Self::new(DEFAULT_NAME_LABELS.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl AgentNamer {
+    /// `labels`: label keys consulted in order (without the `k8s:` source prefix).
+    pub fn new(labels: Vec<String>) -> Self {
+        AgentNamer {
+            labels,
+            cache: HashMap::default(),
+            cache_limit: 65_536,
+            families: HashMap::default(),
+            strings: StringCache::new(262_144),
+        }
+    }
+
+    /// Names the endpoint; `url_host` names a world destination when the flow gives no DNS name.
+    pub fn endpoint(&mut self, e: &EndpointView<'_>, dns_name: Option<JStr<'_>>, url_host: &str) -> EndpointInfo {
+        let cacheable = !e.raw.is_empty() && dns_name.is_none();
+        if cacheable {
+            if let Some(info) = self.cache.get(e.raw) {
+                let mut info = info.clone();
+                if info.source == NameSource::Reserved && &*info.agent == "world" && !url_host.is_empty() {
+                    info.agent = self.world_name(url_host);
+                }
+                return info;
+            }
+        }
+        let info = self.compute(e, dns_name, url_host);
+        if info.source == NameSource::Strong && !info.family.is_empty() {
+            if self.families.len() >= self.cache_limit {
+                self.families.clear();
+            }
+            self.families.insert(info.family.clone(), info.agent.clone());
+        }
+        if cacheable && !(info.source == NameSource::Reserved && info.agent.starts_with("world/")) {
+            if self.cache.len() >= self.cache_limit {
+                // Bounded: a cluster with churning pods refills the cache from live flows.
+                self.cache.clear();
+            }
+            self.cache.insert(e.raw.into(), info.clone());
+        }
+        info
+    }
+
+    /// The best name known now for an endpoint named earlier: a weak name is replaced by the
+    /// strong name learned since from another pod of the same family.
+    pub fn resolve(&self, info: &EndpointInfo) -> Arc<str> {
+        if info.source == NameSource::Weak {
+            if let Some(strong) = self.families.get(&info.family) {
+                return strong.clone();
+            }
+        }
+        info.agent.clone()
+    }
+
+    /// Interns a short string (method, node, path) in the namer's bounded cache.
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        self.strings.get(s)
+    }
+
+    fn world_name(&mut self, host: &str) -> Arc<str> {
+        if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+            return self.strings.get("world");
+        }
+        let name = format!("world/{}", host.trim_end_matches('.'));
+        self.strings.get(&name)
+    }
+
+    fn compute(&mut self, e: &EndpointView<'_>, dns_name: Option<JStr<'_>>, url_host: &str) -> EndpointInfo {
+        let namespace = e.namespace.value();
+        let pod_name = e.pod_name.value();
+        let mut reserved: Option<String> = None;
+        let mut label_value: Option<(usize, String)> = None;
+        for label in e.labels.iter() {
+            let label = label.value();
+            let (source, kv) = label.split_once(':').unwrap_or(("", &label));
+            if source == "reserved" {
+                if reserved.is_none() {
+                    reserved = Some(kv.to_string());
+                }
+                continue;
+            }
+            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(rank) = self.labels.iter().position(|l| l == key) {
+                if label_value.as_ref().is_none_or(|(r, _)| rank < *r) {
+                    label_value = Some((rank, value.to_string()));
+                }
+            }
+        }
+        let mut controller: Option<String> = None;
+        let mut any_workload: Option<String> = None;
+        for (name, kind) in e.workloads.iter() {
+            let name = name.value();
+            if name.is_empty() {
+                continue;
+            }
+            if controller.is_none() && CONTROLLER_KINDS.iter().any(|k| kind.eq_ignore_ascii_case(k)) {
+                controller = Some(name.to_string());
+            }
+            if any_workload.is_none() {
+                any_workload = Some(name.into_owned());
+            }
+        }
+
+        // An endpoint with a namespace and a pod is in the cluster even when its identity is
+        // `reserved:world` (the proxy reported a service address).
+        let in_cluster =
+            !namespace.is_empty() && (!pod_name.is_empty() || controller.is_some() || label_value.is_some());
+        if !in_cluster {
+            let agent = match reserved.as_deref() {
+                Some(r) if r.starts_with("world") || reserved.is_none() => {
+                    let host = dns_name.map(|d| d.value().into_owned()).unwrap_or_else(|| url_host.to_string());
+                    self.world_name(&host)
+                }
+                Some(r) => self.strings.get(&format!("reserved/{r}")),
+                None if namespace.is_empty() => {
+                    let host = dns_name.map(|d| d.value().into_owned()).unwrap_or_else(|| url_host.to_string());
+                    self.world_name(&host)
+                }
+                None => self.strings.get(&format!("{namespace}/unknown")),
+            };
+            return EndpointInfo {
+                agent,
+                source: NameSource::Reserved,
+                pod: self.strings.get(""),
+                family: self.strings.get(""),
+            };
+        }
+
+        let base = strip_pod_suffixes(&pod_name);
+        let family =
+            if base.is_empty() { self.strings.get("") } else { self.strings.get(&format!("{namespace}/{base}")) };
+        let pod = if pod_name.is_empty() {
+            self.strings.get("")
+        } else {
+            self.strings.get(&format!("{namespace}/{pod_name}"))
+        };
+        let (workload, source) = if let Some(c) = controller {
+            (c, NameSource::Strong)
+        } else if let Some((_, v)) = label_value {
+            (v, NameSource::Strong)
+        } else if let Some(w) = any_workload {
+            (strip_pod_suffixes(&w).to_string(), NameSource::Weak)
+        } else {
+            (base.to_string(), NameSource::Weak)
+        };
+        let agent = self.strings.get(&format!("{namespace}/{workload}"));
+        EndpointInfo { agent, source, pod, family }
+    }
+}
+
+/// Removes the hash suffixes Kubernetes appends to pod names: a ReplicaSet's pod-template hash
+/// and pod suffix (`orchestrator-7d9f8c6b5-x2k4q` → `orchestrator`), a Job's or StatefulSet's
+/// random suffix (`summarizer-x7k2p` → `summarizer`), but not ordinary name parts (`reviews-v3`).
+pub fn strip_pod_suffixes(name: &str) -> &str {
+    let mut rest = name;
+    for _ in 0..2 {
+        match rest.rsplit_once('-') {
+            Some((head, tail)) if !head.is_empty() && looks_generated(tail) => rest = head,
+            _ => break,
+        }
+    }
+    rest
+}
+
+/// A suffix Kubernetes generated: 5 chars from its safe alphabet (pod suffix), 8-10 chars of
+/// hash (ReplicaSet template hash), or a number (StatefulSet ordinal), with at least one digit or
+/// a consonant-only shape so words such as `worker` are kept.
+fn looks_generated(tail: &str) -> bool {
+    if tail.is_empty() || !tail.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return false;
+    }
+    if tail.bytes().all(|c| c.is_ascii_digit()) {
+        return true;
+    }
+    // Kubernetes' random alphabet has no vowels (bcdfghjklmnpqrstvwxz2456789).
+    let k8s_alphabet = tail.bytes().all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c));
+    match tail.len() {
+        5 => k8s_alphabet,
+        8..=10 => k8s_alphabet || tail.bytes().any(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+/// A bounded cache of shared strings: repeated names share one allocation.
+#[derive(Debug)]
+struct StringCache {
+    map: HashMap<Arc<str>, ()>,
+    limit: usize,
+}
+
+impl StringCache {
+    fn new(limit: usize) -> Self {
+        StringCache { map: HashMap::default(), limit }
+    }
+
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some((k, _)) = self.map.get_key_value(s) {
+            return k.clone();
+        }
+        if self.map.len() >= self.limit {
+            self.map.clear();
+        }
+        let k: Arc<str> = Arc::from(s);
+        self.map.insert(k.clone(), ());
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_generated_suffixes() {
+        assert_eq!(strip_pod_suffixes("orchestrator-7d9f8c6b5-x2k4q"), "orchestrator");
+        assert_eq!(strip_pod_suffixes("productpage-v1-6b746f74dc-9rcxx"), "productpage-v1");
+        assert_eq!(strip_pod_suffixes("reviews-v3-84779c7bbc-6x8gl"), "reviews-v3");
+        assert_eq!(strip_pod_suffixes("kube-dns-b4f5c58c7-vnx5s"), "kube-dns");
+        assert_eq!(strip_pod_suffixes("node-local-dns-88zrp"), "node-local-dns");
+        assert_eq!(strip_pod_suffixes("summarizer-x7k2p"), "summarizer");
+        assert_eq!(strip_pod_suffixes("vectordb-0"), "vectordb");
+        assert_eq!(strip_pod_suffixes("coder-worker"), "coder-worker");
+        assert_eq!(strip_pod_suffixes("prometheus"), "prometheus");
+    }
+}

@@ -1,0 +1,283 @@
+//! The engine's compact record of one L7 HTTP request or response, and the normalizer that builds
+//! it from a decoded flow: agent names, connection, trace and request ids, context size.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use agentgraph_proto::{FlowType, FlowView, JStr, L7Type, TrafficDirection};
+
+use crate::Nanos;
+use crate::names::{AgentNamer, EndpointInfo};
+
+/// Settings of the normalizer.
+#[derive(Clone, Debug)]
+pub struct NormalizeConfig {
+    /// Label keys that name an agent, in order of preference.
+    pub name_labels: Vec<String>,
+    /// Header carrying a propagated request id (case-insensitive).
+    pub request_id_header: String,
+    /// Headers giving the context size of a request, besides `Content-Length` (case-insensitive);
+    /// the first one present wins over `Content-Length`.
+    pub context_size_headers: Vec<String>,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            name_labels: crate::names::DEFAULT_NAME_LABELS.iter().map(|s| s.to_string()).collect(),
+            request_id_header: "x-request-id".into(),
+            context_size_headers: vec!["x-context-size".into()],
+        }
+    }
+}
+
+/// One side of an HTTP exchange as a record saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub info: EndpointInfo,
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+/// One L7 HTTP record (request or response), normalized so that `client` is always the side that
+/// sent the request, whichever way the record points.
+#[derive(Clone, Debug)]
+pub struct HttpRecord {
+    pub time: Nanos,
+    pub node: Arc<str>,
+    pub direction: TrafficDirection,
+    pub is_response: bool,
+    pub client: Peer,
+    pub server: Peer,
+    pub method: Arc<str>,
+    /// URL path without query string or fragment.
+    pub path: Arc<str>,
+    /// Hash of method and full URL, for matching records of one exchange.
+    pub url_key: u64,
+    pub http2: bool,
+    /// HTTP status (responses), 0 when absent.
+    pub status: u16,
+    /// `latency_ns` of a response, 0 when unknown.
+    pub latency_ns: u64,
+    pub request_id: Option<Arc<str>>,
+    pub trace_id: Option<u128>,
+    /// Body size of the request this record describes (request records, or responses that carry
+    /// the request's headers).
+    pub request_bytes: Option<u64>,
+    /// Body size of the response (response records that carry response headers).
+    pub response_bytes: Option<u64>,
+    /// Orders records with equal times independently of arrival order.
+    pub tiebreak: u64,
+}
+
+/// What a decoded flow means to the engine.
+#[derive(Debug)]
+pub enum Normalized {
+    Http(Box<HttpRecord>),
+    /// A flow the analyzer does not use (L3/L4, DNS, Kafka, ...).
+    Ignored,
+}
+
+/// Builds [`HttpRecord`]s from flows.
+#[derive(Debug)]
+pub struct Normalizer {
+    config: NormalizeConfig,
+    namer: AgentNamer,
+}
+
+impl Normalizer {
+    pub fn new(config: NormalizeConfig) -> Self {
+        let namer = AgentNamer::new(config.name_labels.clone());
+        Normalizer { config, namer }
+    }
+
+    pub fn namer(&self) -> &AgentNamer {
+        &self.namer
+    }
+
+    /// Normalizes one flow; `tiebreak` should be a hash of the flow's bytes.
+    pub fn normalize(&mut self, f: &FlowView<'_>, tiebreak: u64) -> Normalized {
+        if f.flow_type != FlowType::L7 && f.flow_type != FlowType::Unknown {
+            return Normalized::Ignored;
+        }
+        let Some(l7) = f.l7 else { return Normalized::Ignored };
+        let Some(http) = l7.http else { return Normalized::Ignored };
+        let is_response = match (l7.kind, f.is_reply) {
+            (L7Type::Response, _) => true,
+            (L7Type::Request, _) => false,
+            (_, Some(r)) => r,
+            _ => return Normalized::Ignored,
+        };
+
+        let url = http.url.value();
+        let (host, path) = split_url(&url);
+        let mut request_id = None;
+        let mut traceparent = None;
+        let mut content_length = None;
+        let mut context_size = None;
+        let mut request_like_headers = false;
+        let mut response_like_headers = false;
+        for (key, value) in http.headers.iter() {
+            if key.eq_ignore_ascii_case(&self.config.request_id_header) {
+                if request_id.is_none() && !value.is_empty() {
+                    request_id = Some(self.namer.intern(&value.value()));
+                }
+            } else if key.eq_ignore_ascii_case("content-length") {
+                content_length = parse_size(value);
+            } else if key.eq_ignore_ascii_case("traceparent") {
+                traceparent = Some(value);
+                request_like_headers = true;
+            } else if ["user-agent", "accept", "accept-encoding", ":authority", "host"]
+                .iter()
+                .any(|h| key.eq_ignore_ascii_case(h))
+            {
+                request_like_headers = true;
+            } else if ["date", "server", "x-envoy-upstream-service-time"].iter().any(|h| key.eq_ignore_ascii_case(h)) {
+                response_like_headers = true;
+            } else if context_size.is_none()
+                && self.config.context_size_headers.iter().any(|h| key.eq_ignore_ascii_case(h))
+            {
+                context_size = parse_size(value);
+            }
+        }
+        let trace_id = parse_trace_id(f.trace_id).or_else(|| traceparent.and_then(parse_traceparent));
+        let body = context_size.or(content_length);
+        // Envoy logs either the response's or the request's headers on a response record.
+        let carries_request_headers = !is_response || (request_like_headers && !response_like_headers);
+        let (request_bytes, response_bytes) =
+            if carries_request_headers { (body, None) } else { (None, content_length) };
+
+        // Only a request's destination names belong to the server; on a response they name the
+        // client.
+        let (client_view, server_view, client_ip, server_ip, client_port, server_port, server_dns) = if is_response {
+            (&f.destination, &f.source, f.ip_destination, f.ip_source, f.destination_port, f.source_port, None)
+        } else {
+            (
+                &f.source,
+                &f.destination,
+                f.ip_source,
+                f.ip_destination,
+                f.source_port,
+                f.destination_port,
+                f.destination_names.iter().next(),
+            )
+        };
+        let client = Peer {
+            info: self.namer.endpoint(client_view, None, ""),
+            ip: parse_ip(client_ip),
+            port: client_port as u16,
+        };
+        let server = Peer {
+            info: self.namer.endpoint(server_view, server_dns, host),
+            ip: parse_ip(server_ip),
+            port: server_port as u16,
+        };
+
+        let method = self.namer.intern(&http.method.value());
+        let path = self.namer.intern(path);
+        let node = self.namer.intern(&f.node_name.value());
+        Normalized::Http(Box::new(HttpRecord {
+            time: f.time_ns,
+            node,
+            direction: f.traffic_direction,
+            is_response,
+            client,
+            server,
+            url_key: hash_pair(method.as_bytes(), url.as_bytes()),
+            method,
+            path,
+            http2: http.protocol.raw().starts_with(b"HTTP/2"),
+            status: http.code.min(u32::from(u16::MAX)) as u16,
+            latency_ns: if is_response { l7.latency_ns } else { 0 },
+            request_id,
+            trace_id,
+            request_bytes,
+            response_bytes,
+            tiebreak,
+        }))
+    }
+}
+
+/// Splits `scheme://host:port/path?query` into host (without port) and path (without query).
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (authority, path) = match rest.find('/') {
+        Some(i) if url.contains("://") => (&rest[..i], &rest[i..]),
+        None if url.contains("://") => (rest, "/"),
+        _ => ("", rest),
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split_once(']').map_or(host, |(h, _)| &h[1..])
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    (host, if path.is_empty() { "/" } else { path })
+}
+
+fn parse_size(v: JStr<'_>) -> Option<u64> {
+    std::str::from_utf8(v.raw()).ok()?.trim().parse().ok()
+}
+
+fn parse_ip(s: JStr<'_>) -> Option<IpAddr> {
+    std::str::from_utf8(s.raw()).ok()?.parse().ok()
+}
+
+/// A W3C trace id: 32 hex digits, not all zero.
+fn parse_trace_id(s: JStr<'_>) -> Option<u128> {
+    let raw = s.raw();
+    if raw.len() != 32 {
+        return None;
+    }
+    let id = u128::from_str_radix(std::str::from_utf8(raw).ok()?, 16).ok()?;
+    (id != 0).then_some(id)
+}
+
+/// The trace id of a `traceparent` header (`00-<trace id>-<span id>-<flags>`).
+fn parse_traceparent(v: JStr<'_>) -> Option<u128> {
+    let raw = v.raw();
+    if raw.len() < 55 || raw[2] != b'-' || raw[35] != b'-' {
+        return None;
+    }
+    parse_trace_id(JStr::plain(std::str::from_utf8(&raw[3..35]).ok()?))
+}
+
+/// A fast hash of a whole input line that is the same on every run: orders records with equal
+/// times independently of arrival order.
+pub fn line_tiebreak(line: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6167_656e_7467_7261).hash_one(line)
+}
+
+/// FNV-1a over two byte strings: a stable hash (same value on every run and machine).
+pub fn hash_pair(a: &[u8], b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in a.iter().chain([0u8].iter()).chain(b.iter()) {
+        h ^= u64::from(c);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(split_url("http://reviews:9080/reviews/0"), ("reviews", "/reviews/0"));
+        assert_eq!(split_url("https://api.openai.com/v1/chat?x=1"), ("api.openai.com", "/v1/chat"));
+        assert_eq!(split_url("http://10.0.0.1:80"), ("10.0.0.1", "/"));
+        assert_eq!(split_url("http://[fd00::1]:80/a#b"), ("fd00::1", "/a"));
+        assert_eq!(split_url("/relative?q"), ("", "/relative"));
+    }
+
+    #[test]
+    fn parses_traceparent() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(parse_traceparent(JStr::plain(tp)), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(parse_traceparent(JStr::plain("00-00000000000000000000000000000000-00f067aa0ba902b7-01")), None);
+        assert_eq!(parse_traceparent(JStr::plain("garbage")), None);
+    }
+}

@@ -1,0 +1,363 @@
+//! The analysis report of the `agentgraph.analysis/v1` contract: boundary types that serialize
+//! exactly to the contract's JSON, and the aggregation of request graphs into per-edge and
+//! per-agent statistics with bounded memory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::Nanos;
+use crate::graph::RequestGraph;
+use crate::sketch::Sketch;
+
+pub const SCHEMA: &str = "agentgraph.analysis/v1";
+
+fn ms(n: Nanos) -> f64 {
+    n as f64 / 1e6
+}
+
+fn time(n: Nanos) -> String {
+    agentgraph_proto::time::format_rfc3339_nanos(n)
+}
+
+/// `input` of the report.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct InputJson {
+    pub lines: u64,
+    pub flows: u64,
+    pub skipped: u64,
+    pub lost_events: u64,
+    pub http_requests: u64,
+    pub http_responses: u64,
+}
+
+/// One call of a request graph.
+#[derive(Clone, Debug, Serialize)]
+pub struct CallJson {
+    pub id: String,
+    pub parent: Option<String>,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
+    pub method: Arc<str>,
+    pub path: Arc<str>,
+    pub status: Option<u16>,
+    pub start: String,
+    pub duration_ms: Option<f64>,
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+    pub confidence: f64,
+}
+
+/// `stats` of a request graph.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsJson {
+    pub calls: usize,
+    pub depth: usize,
+    pub agents: usize,
+    pub fan_out_max: usize,
+    pub fan_out_concurrent_max: usize,
+    pub context_bytes: u64,
+    pub critical_path_ms: f64,
+}
+
+/// One request graph, as in `requests[]`, the `ndjson` lines and the web API.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestJson {
+    pub id: String,
+    pub correlation: &'static str,
+    pub root: Arc<str>,
+    pub start: String,
+    pub duration_ms: f64,
+    pub calls: Vec<CallJson>,
+    pub stats: StatsJson,
+}
+
+impl From<&RequestGraph> for RequestJson {
+    fn from(g: &RequestGraph) -> Self {
+        let calls = g
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CallJson {
+                id: format!("c{i}"),
+                parent: c.parent.map(|p| format!("c{p}")),
+                client: c.client.clone(),
+                server: c.server.clone(),
+                method: c.method.clone(),
+                path: c.path.clone(),
+                status: c.status,
+                start: time(c.start),
+                duration_ms: c.duration.map(ms),
+                request_bytes: c.request_bytes,
+                response_bytes: c.response_bytes,
+                confidence: (c.confidence * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        RequestJson {
+            id: g.id.clone(),
+            correlation: g.correlation.as_str(),
+            root: g.calls[g.root].server.clone(),
+            start: time(g.start),
+            duration_ms: ms(g.duration()),
+            calls,
+            stats: StatsJson {
+                calls: g.stats.calls,
+                depth: g.stats.depth,
+                agents: g.stats.agents,
+                fan_out_max: g.stats.fan_out_max,
+                fan_out_concurrent_max: g.stats.fan_out_concurrent_max,
+                context_bytes: g.stats.context_bytes,
+                critical_path_ms: ms(g.stats.critical_path),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LatencyJson {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BytesJson {
+    pub p50: u64,
+    pub p95: u64,
+    pub max: u64,
+}
+
+/// One element of `edges[]`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EdgeJson {
+    pub client: Arc<str>,
+    pub server: Arc<str>,
+    pub calls: u64,
+    pub errors: u64,
+    pub latency_ms: LatencyJson,
+    pub request_bytes: BytesJson,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CountDistJson {
+    pub p50: u64,
+    pub max: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TimeDistJson {
+    pub p50: f64,
+    pub p95: f64,
+}
+
+/// One element of `agents[]` (the agent as a server of calls).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AgentJson {
+    pub agent: Arc<str>,
+    pub calls_served: u64,
+    pub fan_out: CountDistJson,
+    pub fan_out_concurrent: CountDistJson,
+    pub self_time_ms: TimeDistJson,
+}
+
+#[derive(Debug, Default)]
+struct EdgeAgg {
+    calls: u64,
+    errors: u64,
+    latency_ms: Sketch,
+    request_bytes: Sketch,
+}
+
+#[derive(Debug, Default)]
+struct AgentAgg {
+    calls_served: u64,
+    fan_out: Sketch,
+    fan_out_concurrent: Sketch,
+    self_time_ms: Sketch,
+}
+
+/// Most distinct edges and agents aggregated; past it further ones are folded into one
+/// `__overflow__` entry so memory stays bounded on any input.
+pub const MAX_AGGREGATE_KEYS: usize = 10_000;
+const OVERFLOW: &str = "__overflow__";
+
+/// Aggregates request graphs into edge and agent statistics.
+#[derive(Debug, Default)]
+pub struct Aggregates {
+    edges: BTreeMap<(Arc<str>, Arc<str>), EdgeAgg>,
+    agents: BTreeMap<Arc<str>, AgentAgg>,
+}
+
+impl Aggregates {
+    pub fn add(&mut self, g: &RequestGraph) {
+        for (i, c) in g.calls.iter().enumerate() {
+            let mut key = (c.client.clone(), c.server.clone());
+            if !self.edges.contains_key(&key) && self.edges.len() >= MAX_AGGREGATE_KEYS {
+                key = (Arc::from(OVERFLOW), Arc::from(OVERFLOW));
+            }
+            let e = self.edges.entry(key).or_default();
+            e.calls += 1;
+            if c.is_error() {
+                e.errors += 1;
+            }
+            if let Some(d) = c.duration {
+                e.latency_ms.add(ms(d));
+            }
+            if let Some(b) = c.request_bytes {
+                e.request_bytes.add(b as f64);
+            }
+            let mut agent = c.server.clone();
+            if !self.agents.contains_key(&agent) && self.agents.len() >= MAX_AGGREGATE_KEYS {
+                agent = Arc::from(OVERFLOW);
+            }
+            let a = self.agents.entry(agent).or_default();
+            let f = &g.figures[i];
+            a.calls_served += 1;
+            a.fan_out.add(f.fan_out as f64);
+            a.fan_out_concurrent.add(f.fan_out_concurrent as f64);
+            if let Some(s) = f.self_time {
+                a.self_time_ms.add(ms(s));
+            }
+        }
+    }
+
+    /// `edges[]`, ordered by client then server.
+    pub fn edges(&self) -> Vec<EdgeJson> {
+        self.edges
+            .iter()
+            .map(|((client, server), e)| EdgeJson {
+                client: client.clone(),
+                server: server.clone(),
+                calls: e.calls,
+                errors: e.errors,
+                latency_ms: LatencyJson {
+                    p50: round3(e.latency_ms.quantile(0.5)),
+                    p95: round3(e.latency_ms.quantile(0.95)),
+                    p99: round3(e.latency_ms.quantile(0.99)),
+                    max: round3(e.latency_ms.max()),
+                },
+                request_bytes: BytesJson {
+                    p50: e.request_bytes.quantile(0.5).round() as u64,
+                    p95: e.request_bytes.quantile(0.95).round() as u64,
+                    max: e.request_bytes.max().round() as u64,
+                },
+            })
+            .collect()
+    }
+
+    /// `agents[]`, ordered by name.
+    pub fn agents(&self) -> Vec<AgentJson> {
+        self.agents
+            .iter()
+            .map(|(agent, a)| AgentJson {
+                agent: agent.clone(),
+                calls_served: a.calls_served,
+                fan_out: CountDistJson { p50: a.fan_out.quantile(0.5) as u64, max: a.fan_out.max() as u64 },
+                fan_out_concurrent: CountDistJson {
+                    p50: a.fan_out_concurrent.quantile(0.5) as u64,
+                    max: a.fan_out_concurrent.max() as u64,
+                },
+                self_time_ms: TimeDistJson {
+                    p50: round3(a.self_time_ms.quantile(0.5)),
+                    p95: round3(a.self_time_ms.quantile(0.95)),
+                },
+            })
+            .collect()
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Keeps the `k` largest request graphs by some measure (bounded memory for "top requests").
+#[derive(Debug)]
+pub struct TopK {
+    k: usize,
+    items: Vec<(i64, Nanos, RequestGraph)>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK { k, items: Vec::new() }
+    }
+
+    pub fn offer(&mut self, score: i64, g: &RequestGraph) {
+        if self.k == 0 {
+            return;
+        }
+        if self.items.len() == self.k {
+            let worst = self.items.iter().map(|(s, t, _)| (*s, std::cmp::Reverse(*t))).min().expect("non-empty");
+            if (score, std::cmp::Reverse(g.start)) <= worst {
+                return;
+            }
+            let pos = self.items.iter().position(|(s, t, _)| (*s, std::cmp::Reverse(*t)) == worst).expect("present");
+            self.items.swap_remove(pos);
+        }
+        self.items.push((score, g.start, g.clone()));
+    }
+
+    /// Largest first; ties by earlier start.
+    pub fn sorted(&self) -> Vec<&RequestGraph> {
+        let mut v: Vec<&(i64, Nanos, RequestGraph)> = self.items.iter().collect();
+        v.sort_by_key(|(s, t, _)| (std::cmp::Reverse(*s), *t));
+        v.into_iter().map(|(_, _, g)| g).collect()
+    }
+}
+
+/// Releases completed request graphs in start order: a graph is held until no request that
+/// started earlier is still being assembled, so memory is bounded by the open requests.
+#[derive(Debug, Default)]
+pub struct StartOrder {
+    held: std::collections::BinaryHeap<std::cmp::Reverse<Held>>,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Held(Nanos, u64, RequestGraph);
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, &self.2.id, self.1).cmp(&(o.0, &o.2.id, o.1))
+    }
+}
+
+impl StartOrder {
+    pub fn push(&mut self, g: RequestGraph) {
+        self.seq += 1;
+        self.held.push(std::cmp::Reverse(Held(g.start, self.seq, g)));
+    }
+
+    /// Graphs that started before `oldest_open` (or all, when nothing is open), oldest first.
+    pub fn release(&mut self, oldest_open: Option<Nanos>) -> Vec<RequestGraph> {
+        let mut out = Vec::new();
+        while let Some(std::cmp::Reverse(top)) = self.held.peek() {
+            if oldest_open.is_some_and(|o| top.0 >= o) {
+                break;
+            }
+            out.push(self.held.pop().expect("peeked").0.2);
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}

@@ -1,0 +1,350 @@
+//! Recorded Hubble dumps (`hubble observe -o json`, the exporter's files) as a stream of decoded
+//! events: plain, gzip or zstd (by magic bytes), stdin as `-`, several files merged by event time
+//! (e.g. one exporter file per node). Lines are read through one reused buffer per file.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use agentgraph_proto::{DecodeError, Event, decode_line};
+
+/// Lines longer than this are skipped (and counted) rather than buffered without bound.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// How many skipped lines are kept with their position for the report.
+pub const SKIP_EXAMPLES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("cannot read {path} after line {line}: {source}")]
+    Read { path: String, line: u64, source: io::Error },
+}
+
+/// A line that could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedLine {
+    pub file: String,
+    /// 1-based line number in its file.
+    pub line: u64,
+    pub reason: String,
+    /// Short stable kind, e.g. `truncated`, `wrong_type`.
+    pub kind: &'static str,
+}
+
+/// What was read.
+#[derive(Clone, Debug, Default)]
+pub struct ReadStats {
+    /// Lines read from all files (blank lines included).
+    pub lines: u64,
+    /// Flow records decoded.
+    pub flows: u64,
+    pub skipped: u64,
+    pub skipped_by_kind: BTreeMap<&'static str, u64>,
+    /// The first [`SKIP_EXAMPLES`] skipped lines with their positions.
+    pub skip_examples: Vec<SkippedLine>,
+    /// Sum of `num_events_lost` over `lost_events` lines.
+    pub lost_events: u64,
+    pub lost_event_lines: u64,
+    pub node_status: u64,
+    pub other_events: u64,
+    /// Read errors that ended a file early (corrupt compression, IO); other files go on.
+    pub read_errors: Vec<String>,
+    pub bytes: u64,
+}
+
+impl ReadStats {
+    fn skip(&mut self, file: &str, line: u64, kind: &'static str, reason: String) {
+        self.skipped += 1;
+        *self.skipped_by_kind.entry(kind).or_insert(0) += 1;
+        if self.skip_examples.len() < SKIP_EXAMPLES {
+            self.skip_examples.push(SkippedLine { file: file.to_string(), line, reason, kind });
+        }
+    }
+
+    fn decode_error(&mut self, file: &str, line: u64, e: &DecodeError) {
+        self.skip(file, line, e.kind.as_str(), e.to_string());
+    }
+}
+
+struct Source {
+    name: String,
+    reader: Box<dyn BufRead + Send>,
+    buf: Vec<u8>,
+    line: u64,
+    done: bool,
+}
+
+/// Opens a dump file (`-` is stdin), detecting gzip and zstd compression by magic bytes.
+pub fn open(path: &str) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
+    let raw: Box<dyn Read + Send> = if path == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(File::open(Path::new(path)).map_err(|source| IngestError::Open { path: path.to_string(), source })?)
+    };
+    let mut reader = BufReader::with_capacity(256 << 10, raw);
+    let magic = reader.fill_buf().map_err(|source| IngestError::Open { path: path.to_string(), source })?;
+    let name = if path == "-" { "<stdin>".to_string() } else { path.to_string() };
+    let decoded: Box<dyn BufRead + Send> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(256 << 10, flate2::bufread::MultiGzDecoder::new(reader)))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let dec = zstd::stream::read::Decoder::with_buffer(reader)
+            .map_err(|source| IngestError::Open { path: path.to_string(), source })?;
+        Box::new(BufReader::with_capacity(256 << 10, dec))
+    } else {
+        Box::new(reader)
+    };
+    Ok((name, decoded))
+}
+
+impl Source {
+    /// Reads the next line into `buf` (without its line ending). Returns `Ok(false)` at the end.
+    /// A line over [`MAX_LINE_BYTES`] is consumed and reported as `Err(len)`.
+    fn next_line(&mut self) -> io::Result<Result<bool, usize>> {
+        self.buf.clear();
+        let mut too_long = 0usize;
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if self.buf.is_empty() && too_long == 0 {
+                    return Ok(Ok(false));
+                }
+                break;
+            }
+            let (take, found) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            if too_long > 0 || self.buf.len() + take > MAX_LINE_BYTES {
+                too_long += take;
+                self.buf.clear();
+            } else {
+                self.buf.extend_from_slice(&chunk[..take]);
+            }
+            self.reader.consume(take);
+            if found {
+                break;
+            }
+        }
+        self.line += 1;
+        if too_long > 0 {
+            return Ok(Err(too_long));
+        }
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Ok(true))
+    }
+}
+
+/// Reads one or more dumps and hands each decoded event, with its line bytes, to a callback.
+/// With several files, events are merged by time (each file is assumed mostly time-ordered;
+/// the engine's reorder window absorbs local disorder).
+pub struct DumpReader {
+    sources: Vec<Source>,
+    stats: ReadStats,
+}
+
+impl DumpReader {
+    /// Opens every path (`-` is stdin).
+    pub fn open(paths: &[String]) -> Result<Self, IngestError> {
+        let mut sources = Vec::with_capacity(paths.len());
+        for p in paths {
+            let (name, reader) = open(p)?;
+            sources.push(Source { name, reader, buf: Vec::with_capacity(8192), line: 0, done: false });
+        }
+        Ok(DumpReader { sources, stats: ReadStats::default() })
+    }
+
+    /// Reads from already-open readers (tests, in-memory dumps).
+    pub fn from_readers(readers: Vec<(String, Box<dyn BufRead + Send>)>) -> Self {
+        let sources = readers
+            .into_iter()
+            .map(|(name, reader)| Source { name, reader, buf: Vec::new(), line: 0, done: false })
+            .collect();
+        DumpReader { sources, stats: ReadStats::default() }
+    }
+
+    pub fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// Reads everything, calling `on_event` for each decoded event in merged time order.
+    pub fn run(&mut self, mut on_event: impl FnMut(&Event<'_>, &[u8])) {
+        if self.sources.len() == 1 {
+            let src = &mut self.sources[0];
+            while Self::advance(src, &mut self.stats, &mut |ev, line| {
+                on_event(ev, line);
+                Step::Continue
+            }) {}
+            return;
+        }
+        // k-way merge: each file's next flow is decoded to learn its time, then decoded again
+        // when its turn comes (its bytes stay in the file's buffer meanwhile).
+        let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+        for i in 0..self.sources.len() {
+            if let Some(t) = self.peek_time(i, &mut on_event) {
+                heap.push(Reverse((t, i)));
+            }
+        }
+        while let Some(Reverse((_, i))) = heap.pop() {
+            let src = &self.sources[i];
+            if let Ok(ev) = decode_line(&src.buf) {
+                on_event(&ev, &src.buf);
+            }
+            if let Some(t) = self.peek_time(i, &mut on_event) {
+                heap.push(Reverse((t, i)));
+            }
+        }
+    }
+
+    /// Advances file `i` to its next flow and returns the flow's time; events without a place in
+    /// time order (lost events, node status) are handed over directly.
+    fn peek_time(&mut self, i: usize, on_event: &mut impl FnMut(&Event<'_>, &[u8])) -> Option<i64> {
+        let mut time = None;
+        let src = &mut self.sources[i];
+        while time.is_none()
+            && Self::advance(src, &mut self.stats, &mut |ev, line| match ev {
+                Event::Flow(f) => {
+                    time = Some(f.time_ns);
+                    Step::Hold
+                }
+                other => {
+                    on_event(other, line);
+                    Step::Continue
+                }
+            })
+        {}
+        time
+    }
+
+    /// Reads lines until one decodes (handing it to `f`) or the file ends; returns false at the
+    /// end. Flows are counted here, once, whether handed over now or held for a merge.
+    fn advance(src: &mut Source, stats: &mut ReadStats, f: &mut impl FnMut(&Event<'_>, &[u8]) -> Step) -> bool {
+        loop {
+            if src.done {
+                return false;
+            }
+            match src.next_line() {
+                Err(e) => {
+                    stats
+                        .read_errors
+                        .push(IngestError::Read { path: src.name.clone(), line: src.line, source: e }.to_string());
+                    src.done = true;
+                    return false;
+                }
+                Ok(Ok(false)) => {
+                    src.done = true;
+                    return false;
+                }
+                Ok(Err(len)) => {
+                    stats.lines += 1;
+                    stats.bytes += len as u64;
+                    stats.skip(
+                        &src.name,
+                        src.line,
+                        "too_long",
+                        format!("line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit"),
+                    );
+                }
+                Ok(Ok(true)) => {
+                    stats.lines += 1;
+                    stats.bytes += src.buf.len() as u64 + 1;
+                    if src.buf.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match decode_line(&src.buf) {
+                        Err(e) => stats.decode_error(&src.name, src.line, &e),
+                        Ok(ev) => {
+                            match &ev {
+                                Event::Flow(_) => stats.flows += 1,
+                                Event::LostEvents { num_events_lost, .. } => {
+                                    stats.lost_events += num_events_lost;
+                                    stats.lost_event_lines += 1;
+                                }
+                                Event::NodeStatus { .. } => stats.node_status += 1,
+                                Event::Other { .. } => stats.other_events += 1,
+                            }
+                            match f(&ev, &src.buf) {
+                                Step::Continue => {}
+                                Step::Hold => return true,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    /// Stop reading this file: its current line is held for the merge.
+    Hold,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(t: &str, n: u32) -> String {
+        format!(
+            r#"{{"flow":{{"time":"{t}","verdict":"FORWARDED","Type":"L3_L4","node_name":"n{n}"}},"node_name":"n{n}","time":"{t}"}}"#
+        )
+    }
+
+    fn reader(name: &str, text: String) -> (String, Box<dyn BufRead + Send>) {
+        (name.to_string(), Box::new(io::Cursor::new(text.into_bytes())))
+    }
+
+    #[test]
+    fn merges_files_by_time_and_counts_skips() {
+        let a = [line("2026-01-01T00:00:01Z", 1), "garbage".into(), line("2026-01-01T00:00:03Z", 1)].join("\n");
+        let b = [line("2026-01-01T00:00:02Z", 2), String::new(), line("2026-01-01T00:00:04Z", 2)].join("\n") + "\n";
+        let mut r = DumpReader::from_readers(vec![reader("a", a), reader("b", b)]);
+        let mut times = Vec::new();
+        r.run(|ev, _| {
+            if let Event::Flow(f) = ev {
+                times.push(f.time_ns / 1_000_000_000 % 60);
+            }
+        });
+        assert_eq!(times, [1, 2, 3, 4]);
+        let s = r.stats();
+        assert_eq!((s.lines, s.flows, s.skipped), (6, 4, 1));
+        assert_eq!(s.skip_examples[0].file, "a");
+        assert_eq!(s.skip_examples[0].line, 2);
+        assert_eq!(s.skip_examples[0].kind, "syntax");
+    }
+
+    #[test]
+    fn reads_gzip_and_zstd() {
+        use std::io::Write;
+        let text = [line("2026-01-01T00:00:01Z", 1), line("2026-01-01T00:00:02Z", 1)].join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("a.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        let zst = dir.path().join("b.bin");
+        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 1).unwrap()).unwrap();
+        for p in [gz, zst] {
+            let mut r = DumpReader::open(&[p.to_string_lossy().into_owned()]).unwrap();
+            let mut n = 0;
+            r.run(|_, _| n += 1);
+            assert_eq!(n, 2, "{}", p.display());
+            assert!(r.stats().read_errors.is_empty());
+        }
+    }
+
+    #[test]
+    fn reports_missing_file() {
+        let err = DumpReader::open(&["/nonexistent/x.jsonl".into()]).err().unwrap();
+        assert!(err.to_string().starts_with("cannot open /nonexistent/x.jsonl"));
+    }
+}

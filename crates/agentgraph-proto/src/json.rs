@@ -1,0 +1,932 @@
+//! A targeted scanner for Hubble's JSON lines: reads the fields an analyzer needs into a
+//! [`FlowView`] of borrowed strings and skips everything else structurally, without allocating.
+//!
+//! It accepts what Hubble prints (`hubble observe -o json`, the exporter's files): the
+//! `GetFlowsResponse` / `ExportEvent` wrapper and the legacy bare `Flow`, proto field names and
+//! their lowerCamel aliases, 64-bit integers as strings or numbers, enum names or numbers, and
+//! unknown fields and enum values (newer Cilium). Values it skips are checked for structure
+//! (balanced brackets, terminated strings), not for full JSON grammar.
+
+use std::fmt;
+
+use memchr::memchr2;
+
+use crate::time::parse_rfc3339_nanos;
+use crate::view::{
+    EndpointView, Event, FlowType, FlowView, HeaderList, HttpView, JStr, L4Protocol, L7Type, L7View, StrList,
+    TrafficDirection, Verdict, WorkloadList,
+};
+
+/// Why a line could not be decoded; `offset` is the byte position in the line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    pub offset: usize,
+}
+
+/// The kinds of undecodable line, used as the reason in skip reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecodeErrorKind {
+    /// The line ends inside a value (a cut-off write).
+    Truncated,
+    /// Not JSON where JSON was expected.
+    Syntax,
+    /// Valid JSON that is not an object (`[1,2,3]`, `"text"`).
+    NotAnObject,
+    /// An object that is neither a flow nor another Hubble event (`{}`).
+    NotAnEvent,
+    /// A field with a value of the wrong JSON type (`"time": 123`).
+    WrongType(&'static str),
+    /// A timestamp that is not RFC 3339.
+    InvalidTime,
+    /// A flow with no time in the flow or its wrapper.
+    MissingTime,
+    /// Bytes after the object.
+    TrailingData,
+}
+
+impl DecodeErrorKind {
+    /// A short stable name for counting and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DecodeErrorKind::Truncated => "truncated",
+            DecodeErrorKind::Syntax => "syntax",
+            DecodeErrorKind::NotAnObject => "not_an_object",
+            DecodeErrorKind::NotAnEvent => "not_an_event",
+            DecodeErrorKind::WrongType(_) => "wrong_type",
+            DecodeErrorKind::InvalidTime => "invalid_time",
+            DecodeErrorKind::MissingTime => "missing_time",
+            DecodeErrorKind::TrailingData => "trailing_data",
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            DecodeErrorKind::Truncated => write!(f, "line ends inside a JSON value")?,
+            DecodeErrorKind::Syntax => write!(f, "invalid JSON")?,
+            DecodeErrorKind::NotAnObject => write!(f, "JSON value is not an object")?,
+            DecodeErrorKind::NotAnEvent => write!(f, "object is not a Hubble flow or event")?,
+            DecodeErrorKind::WrongType(field) => write!(f, "field `{field}` has the wrong type")?,
+            DecodeErrorKind::InvalidTime => write!(f, "timestamp is not RFC 3339")?,
+            DecodeErrorKind::MissingTime => write!(f, "flow has no time")?,
+            DecodeErrorKind::TrailingData => write!(f, "data after the JSON object")?,
+        }
+        write!(f, " (at byte {})", self.offset)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+type Result<T> = std::result::Result<T, DecodeError>;
+
+/// Decodes one line (without its newline) of Hubble JSON output.
+pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
+    let mut cur = Cursor::new(line);
+    cur.ws();
+    match cur.peek() {
+        Some(b'{') => {}
+        Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+            // Valid JSON of another type is a distinct, clearer error than a syntax error.
+            return match cur.skip_value() {
+                Ok(()) => Err(cur.err(DecodeErrorKind::NotAnObject)),
+                Err(e) => Err(e),
+            };
+        }
+        None => return Err(cur.err(DecodeErrorKind::Truncated)),
+        Some(_) => return Err(cur.err(DecodeErrorKind::Syntax)),
+    }
+
+    let mut flow = FlowView::default();
+    let mut saw_flow_field = false;
+    let mut wrapped_flow: Option<(FlowView<'_>, bool)> = None;
+    let mut wrapper_time: Option<i64> = None;
+    let mut wrapper_node = JStr::default();
+    let mut lost: Option<u64> = None;
+    let mut node_status: Option<(JStr<'_>, JStr<'_>)> = None;
+    let mut other_event = false;
+
+    cur.object(|cur, key| {
+        match key {
+            b"flow" => {
+                let mut inner = FlowView::default();
+                let mut has_time = false;
+                cur.object(|cur, k| {
+                    if k == b"time" {
+                        inner.time_ns = cur.time_value("time")?;
+                        has_time = true;
+                        Ok(())
+                    } else {
+                        flow_field(cur, k, &mut inner).map(|_| ())
+                    }
+                })?;
+                wrapped_flow = Some((inner, has_time));
+            }
+            b"time" => wrapper_time = Some(cur.time_value("time")?),
+            b"node_name" | b"nodeName" => wrapper_node = cur.string_value("node_name")?,
+            b"lost_events" | b"lostEvents" => {
+                let mut n = 0;
+                cur.object(|cur, k| match k {
+                    b"num_events_lost" | b"numEventsLost" => {
+                        n = cur.u64_value("num_events_lost")?;
+                        Ok(())
+                    }
+                    _ => cur.skip_value(),
+                })?;
+                lost = Some(n);
+            }
+            b"node_status" | b"nodeStatus" => {
+                let mut state = JStr::default();
+                let mut message = JStr::default();
+                cur.object(|cur, k| match k {
+                    b"state_change" | b"stateChange" => {
+                        state = cur.enum_str("state_change")?;
+                        Ok(())
+                    }
+                    b"message" => {
+                        message = cur.string_value("message")?;
+                        Ok(())
+                    }
+                    _ => cur.skip_value(),
+                })?;
+                node_status = Some((state, message));
+            }
+            b"agent_event" | b"agentEvent" | b"debug_event" | b"debugEvent" => {
+                cur.skip_value()?;
+                other_event = true;
+            }
+            _ => {
+                // A legacy bare Flow line: the flow's fields sit at the top level.
+                if flow_field(cur, key, &mut flow)? {
+                    saw_flow_field = true;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    cur.ws();
+    if cur.i != cur.b.len() {
+        return Err(cur.err(DecodeErrorKind::TrailingData));
+    }
+
+    if let Some((mut inner, has_time)) = wrapped_flow {
+        if !has_time {
+            inner.time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
+        }
+        if inner.node_name.is_empty() {
+            inner.node_name = wrapper_node;
+        }
+        return Ok(Event::Flow(inner));
+    }
+    if let Some(num_events_lost) = lost {
+        return Ok(Event::LostEvents { time_ns: wrapper_time, node_name: wrapper_node, num_events_lost });
+    }
+    if let Some((state, message)) = node_status {
+        return Ok(Event::NodeStatus { time_ns: wrapper_time, state, message });
+    }
+    if other_event {
+        return Ok(Event::Other { time_ns: wrapper_time });
+    }
+    if saw_flow_field || wrapper_time.is_some() {
+        // Bare legacy Flow: its `time`/`node_name` were read as the "wrapper" keys above.
+        flow.time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
+        flow.node_name = wrapper_node;
+        return Ok(Event::Flow(flow));
+    }
+    Err(DecodeError { kind: DecodeErrorKind::NotAnEvent, offset: 0 })
+}
+
+/// Reads one field of a `flow.Flow` object into `f`; returns whether the key is a Flow field.
+/// `time` and `node_name` are handled by the caller (they are also wrapper keys).
+fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Result<bool> {
+    match key {
+        b"node_name" | b"nodeName" => f.node_name = cur.string_value("node_name")?,
+        b"verdict" => {
+            f.verdict = match cur.enum_value("verdict")? {
+                EnumValue::Name(n) => Verdict::from_name(n),
+                EnumValue::Number(n) => Verdict::from_number(n),
+            }
+        }
+        b"Type" | b"type" => {
+            f.flow_type = match cur.enum_value("Type")? {
+                EnumValue::Name(n) => FlowType::from_name(n),
+                EnumValue::Number(n) => FlowType::from_number(n),
+            }
+        }
+        b"IP" => cur.object(|cur, k| {
+            match k {
+                b"source" => f.ip_source = cur.string_value("IP.source")?,
+                b"destination" => f.ip_destination = cur.string_value("IP.destination")?,
+                _ => cur.skip_value()?,
+            }
+            Ok(())
+        })?,
+        b"l4" => cur.object(|cur, k| {
+            let proto = match k {
+                b"TCP" => L4Protocol::Tcp,
+                b"UDP" => L4Protocol::Udp,
+                b"SCTP" => L4Protocol::Sctp,
+                b"ICMPv4" | b"ICMPv6" => L4Protocol::Icmp,
+                _ => L4Protocol::Other,
+            };
+            f.l4 = proto;
+            if matches!(proto, L4Protocol::Tcp | L4Protocol::Udp | L4Protocol::Sctp) {
+                cur.object(|cur, k| {
+                    match k {
+                        b"source_port" | b"sourcePort" => f.source_port = cur.u32_value("source_port")?,
+                        b"destination_port" | b"destinationPort" => {
+                            f.destination_port = cur.u32_value("destination_port")?
+                        }
+                        _ => cur.skip_value()?,
+                    }
+                    Ok(())
+                })
+            } else {
+                cur.skip_value()
+            }
+        })?,
+        b"source" => f.source = cur.endpoint()?,
+        b"destination" => f.destination = cur.endpoint()?,
+        b"destination_names" | b"destinationNames" => {
+            f.destination_names = StrList::Json(cur.raw_array("destination_names")?)
+        }
+        b"l7" => f.l7 = Some(cur.l7()?),
+        b"traffic_direction" | b"trafficDirection" => {
+            f.traffic_direction = match cur.enum_value("traffic_direction")? {
+                EnumValue::Name(n) => TrafficDirection::from_name(n),
+                EnumValue::Number(n) => TrafficDirection::from_number(n),
+            }
+        }
+        b"is_reply" | b"isReply" => f.is_reply = cur.nullable_bool("is_reply")?.or(f.is_reply),
+        b"reply" => {
+            if cur.nullable_bool("reply")? == Some(true) && f.is_reply.is_none() {
+                f.is_reply = Some(true);
+            }
+        }
+        b"trace_context" | b"traceContext" => cur.object(|cur, k| match k {
+            b"parent" => cur.object(|cur, k| match k {
+                b"trace_id" | b"traceId" => {
+                    f.trace_id = cur.string_value("trace_context.parent.trace_id")?;
+                    Ok(())
+                }
+                _ => cur.skip_value(),
+            }),
+            _ => cur.skip_value(),
+        })?,
+        // Known Flow fields the analyzer does not read (keeps `saw_flow_field` meaningful for
+        // legacy lines) and anything unknown from newer Cilium versions.
+        _ => {
+            cur.skip_value()?;
+            return Ok(is_known_flow_key(key));
+        }
+    }
+    Ok(true)
+}
+
+fn is_known_flow_key(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"uuid"
+            | b"emitter"
+            | b"drop_reason"
+            | b"dropReason"
+            | b"auth_type"
+            | b"authType"
+            | b"ethernet"
+            | b"tunnel"
+            | b"node_labels"
+            | b"nodeLabels"
+            | b"source_names"
+            | b"sourceNames"
+            | b"event_type"
+            | b"eventType"
+            | b"source_service"
+            | b"sourceService"
+            | b"destination_service"
+            | b"destinationService"
+            | b"policy_match_type"
+            | b"policyMatchType"
+            | b"trace_observation_point"
+            | b"traceObservationPoint"
+            | b"trace_reason"
+            | b"traceReason"
+            | b"drop_reason_desc"
+            | b"dropReasonDesc"
+            | b"interface"
+            | b"proxy_port"
+            | b"proxyPort"
+            | b"Summary"
+            | b"summary"
+    )
+}
+
+enum EnumValue<'a> {
+    Name(&'a [u8]),
+    Number(i64),
+}
+
+/// Byte classes for the structural skipper: 1 = string start, 2 = open, 3 = close.
+static STRUCTURAL: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = 1;
+    t[b'{' as usize] = 2;
+    t[b'[' as usize] = 2;
+    t[b'}' as usize] = 3;
+    t[b']' as usize] = 3;
+    t
+};
+
+/// A position in one JSON text. Methods consume one value and leave the cursor after it.
+pub(crate) struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Cursor { b, i: 0 }
+    }
+
+    fn err(&self, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError { kind, offset: self.i }
+    }
+
+    fn eof_or(&self, kind: DecodeErrorKind) -> DecodeError {
+        if self.i >= self.b.len() { self.err(DecodeErrorKind::Truncated) } else { self.err(kind) }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, c: u8) -> Result<()> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.eof_or(DecodeErrorKind::Syntax))
+        }
+    }
+
+    /// Reads a string starting at `"`; returns its raw bytes and whether it holds escapes.
+    #[inline]
+    fn string(&mut self) -> Result<JStr<'a>> {
+        debug_assert_eq!(self.peek(), Some(b'"'));
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match memchr2(b'"', b'\\', &self.b[self.i..]) {
+                None => {
+                    self.i = self.b.len();
+                    return Err(self.err(DecodeErrorKind::Truncated));
+                }
+                Some(n) => {
+                    self.i += n;
+                    if self.b[self.i] == b'"' {
+                        let s = JStr::json(&self.b[start..self.i], escaped);
+                        self.i += 1;
+                        return Ok(s);
+                    }
+                    escaped = true;
+                    self.i += 2;
+                    if self.i > self.b.len() {
+                        self.i = self.b.len();
+                        return Err(self.err(DecodeErrorKind::Truncated));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Iterates the members of an object, calling `f` with each key; `f` must consume the value.
+    pub(crate) fn object(&mut self, mut f: impl FnMut(&mut Self, &'a [u8]) -> Result<()>) -> Result<()> {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.i += 1,
+            Some(b'n') => return self.null(),
+            _ => return Err(self.eof_or(DecodeErrorKind::Syntax)),
+        }
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.eof_or(DecodeErrorKind::Syntax));
+            }
+            let key = self.string()?;
+            self.expect(b':')?;
+            self.ws();
+            f(self, key.raw())?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.eof_or(DecodeErrorKind::Syntax)),
+            }
+        }
+    }
+
+    /// Iterates the elements of an array, calling `f` for each; `f` must consume the element.
+    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        self.ws();
+        match self.peek() {
+            Some(b'[') => self.i += 1,
+            Some(b'n') => return self.null(),
+            _ => return Err(self.eof_or(DecodeErrorKind::Syntax)),
+        }
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            f(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.eof_or(DecodeErrorKind::Syntax)),
+            }
+        }
+    }
+
+    fn null(&mut self) -> Result<()> {
+        if self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            Ok(())
+        } else {
+            Err(self.eof_or(DecodeErrorKind::Syntax))
+        }
+    }
+
+    /// Skips one value of any type, checking only its structure.
+    pub(crate) fn skip_value(&mut self) -> Result<()> {
+        self.ws();
+        match self.peek() {
+            None => Err(self.err(DecodeErrorKind::Truncated)),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{' | b'[') => self.skip_container(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                self.number_span();
+                Ok(())
+            }
+            Some(_) => Err(self.err(DecodeErrorKind::Syntax)),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<()> {
+        let rest = &self.b[self.i..];
+        if rest.starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else if word.starts_with(rest) {
+            self.i = self.b.len();
+            Err(self.err(DecodeErrorKind::Truncated))
+        } else {
+            Err(self.err(DecodeErrorKind::Syntax))
+        }
+    }
+
+    /// Skips a balanced `{...}` or `[...]`: a table-driven walk over the structural bytes that
+    /// jumps over strings with `memchr`, which is where most of Hubble's bytes are.
+    fn skip_container(&mut self) -> Result<()> {
+        let mut stack: [u8; 64] = [0; 64];
+        let mut depth = 0usize;
+        let b = self.b;
+        let mut i = self.i;
+        loop {
+            let Some(&c) = b.get(i) else {
+                self.i = b.len();
+                return Err(self.err(DecodeErrorKind::Truncated));
+            };
+            match STRUCTURAL[c as usize] {
+                0 => i += 1,
+                1 => {
+                    self.i = i;
+                    self.string()?;
+                    i = self.i;
+                }
+                2 => {
+                    if depth == stack.len() {
+                        self.i = i;
+                        return Err(self.err(DecodeErrorKind::Syntax));
+                    }
+                    stack[depth] = if c == b'{' { b'}' } else { b']' };
+                    depth += 1;
+                    i += 1;
+                }
+                _ => {
+                    if depth == 0 || stack[depth - 1] != c {
+                        self.i = i;
+                        return Err(self.err(DecodeErrorKind::Syntax));
+                    }
+                    depth -= 1;
+                    i += 1;
+                    if depth == 0 {
+                        self.i = i;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn number_span(&mut self) -> &'a [u8] {
+        let start = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        &self.b[start..self.i]
+    }
+
+    /// Skips a value and returns its raw bytes.
+    fn raw_value(&mut self) -> Result<&'a [u8]> {
+        self.ws();
+        let start = self.i;
+        self.skip_value()?;
+        Ok(&self.b[start..self.i])
+    }
+
+    fn raw_array(&mut self, field: &'static str) -> Result<&'a [u8]> {
+        self.ws();
+        match self.peek() {
+            Some(b'[') => self.raw_value(),
+            Some(b'n') => self.null().map(|_| &[][..]),
+            _ => Err(self.eof_or(DecodeErrorKind::WrongType(field))),
+        }
+    }
+
+    fn string_value(&mut self, field: &'static str) -> Result<JStr<'a>> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string(),
+            Some(b'n') => self.null().map(|_| JStr::default()),
+            _ => Err(self.eof_or(DecodeErrorKind::WrongType(field))),
+        }
+    }
+
+    fn time_value(&mut self, field: &'static str) -> Result<i64> {
+        let at = self.i;
+        let s = self.string_value(field)?;
+        parse_rfc3339_nanos(s.raw()).ok_or(DecodeError { kind: DecodeErrorKind::InvalidTime, offset: at })
+    }
+
+    /// An unsigned integer printed as a JSON number or (64-bit protojson) a decimal string.
+    fn u64_value(&mut self, field: &'static str) -> Result<u64> {
+        self.ws();
+        let at = self.i;
+        let digits = match self.peek() {
+            Some(b'"') => self.string()?.raw(),
+            Some(b'0'..=b'9') => self.number_span(),
+            Some(b'n') => return self.null().map(|_| 0),
+            _ => return Err(self.eof_or(DecodeErrorKind::WrongType(field))),
+        };
+        parse_u64(digits).ok_or(DecodeError { kind: DecodeErrorKind::WrongType(field), offset: at })
+    }
+
+    fn u32_value(&mut self, field: &'static str) -> Result<u32> {
+        let at = self.i;
+        let v = self.u64_value(field)?;
+        u32::try_from(v).map_err(|_| DecodeError { kind: DecodeErrorKind::WrongType(field), offset: at })
+    }
+
+    fn nullable_bool(&mut self, field: &'static str) -> Result<Option<bool>> {
+        self.ws();
+        match self.peek() {
+            Some(b't') => self.literal(b"true").map(|_| Some(true)),
+            Some(b'f') => self.literal(b"false").map(|_| Some(false)),
+            Some(b'n') => self.null().map(|_| None),
+            _ => Err(self.eof_or(DecodeErrorKind::WrongType(field))),
+        }
+    }
+
+    /// An enum printed as its name (Hubble) or as a number (a name unknown to the printer).
+    fn enum_value(&mut self, field: &'static str) -> Result<EnumValue<'a>> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => Ok(EnumValue::Name(self.string()?.raw())),
+            Some(b'-' | b'0'..=b'9') => {
+                let at = self.i;
+                let span = self.number_span();
+                std::str::from_utf8(span)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map(EnumValue::Number)
+                    .ok_or(DecodeError { kind: DecodeErrorKind::WrongType(field), offset: at })
+            }
+            Some(b'n') => self.null().map(|_| EnumValue::Number(0)),
+            _ => Err(self.eof_or(DecodeErrorKind::WrongType(field))),
+        }
+    }
+
+    fn enum_str(&mut self, field: &'static str) -> Result<JStr<'a>> {
+        self.ws();
+        let start = self.i;
+        Ok(match self.enum_value(field)? {
+            EnumValue::Name(n) => JStr::json(n, false),
+            EnumValue::Number(_) => JStr::json(&self.b[start..self.i], false),
+        })
+    }
+
+    fn endpoint(&mut self) -> Result<EndpointView<'a>> {
+        self.ws();
+        let start = self.i;
+        let mut e = EndpointView::default();
+        self.object(|cur, k| {
+            match k {
+                b"ID" | b"id" => e.id = cur.u32_value("ID")?,
+                b"identity" => e.identity = cur.u32_value("identity")?,
+                b"cluster_name" | b"clusterName" => e.cluster_name = cur.string_value("cluster_name")?,
+                b"namespace" => e.namespace = cur.string_value("namespace")?,
+                b"pod_name" | b"podName" => e.pod_name = cur.string_value("pod_name")?,
+                b"labels" => e.labels = StrList::Json(cur.raw_array("labels")?),
+                b"workloads" => e.workloads = WorkloadList::Json(cur.raw_array("workloads")?),
+                _ => cur.skip_value()?,
+            }
+            Ok(())
+        })?;
+        e.raw = &self.b[start..self.i];
+        Ok(e)
+    }
+
+    fn l7(&mut self) -> Result<L7View<'a>> {
+        let mut l7 = L7View::default();
+        self.object(|cur, k| {
+            match k {
+                b"type" => {
+                    l7.kind = match cur.enum_value("l7.type")? {
+                        EnumValue::Name(n) => L7Type::from_name(n),
+                        EnumValue::Number(n) => L7Type::from_number(n),
+                    }
+                }
+                b"latency_ns" | b"latencyNs" => l7.latency_ns = cur.u64_value("latency_ns")?,
+                b"http" => {
+                    let mut h = HttpView::default();
+                    cur.object(|cur, k| {
+                        match k {
+                            b"code" => h.code = cur.u32_value("http.code")?,
+                            b"method" => h.method = cur.string_value("http.method")?,
+                            b"url" => h.url = cur.string_value("http.url")?,
+                            b"protocol" => h.protocol = cur.string_value("http.protocol")?,
+                            b"headers" => h.headers = HeaderList::Json(cur.raw_array("http.headers")?),
+                            _ => cur.skip_value()?,
+                        }
+                        Ok(())
+                    })?;
+                    l7.http = Some(h);
+                }
+                b"dns" => {
+                    cur.skip_value()?;
+                    l7.is_dns = true;
+                }
+                _ => cur.skip_value()?,
+            }
+            Ok(())
+        })?;
+        Ok(l7)
+    }
+
+    /// The string elements of the array this cursor holds; other elements are skipped and a
+    /// malformed tail ends the iteration (the array was structurally checked when first read).
+    pub(crate) fn array_strings(mut self) -> impl Iterator<Item = JStr<'a>> {
+        let mut items = Vec::new();
+        let _ = self.array(|cur| {
+            if cur.peek() == Some(b'"') {
+                items.push(cur.string()?);
+                Ok(())
+            } else {
+                cur.skip_value()
+            }
+        });
+        items.into_iter()
+    }
+
+    /// For an array of objects, the pair of string members `a` and `b` of each element.
+    pub(crate) fn array_pairs(
+        mut self,
+        a: &'static [u8],
+        b: &'static [u8],
+    ) -> impl Iterator<Item = (JStr<'a>, JStr<'a>)> {
+        let mut items = Vec::new();
+        let _ = self.array(|cur| {
+            let mut pair = (JStr::default(), JStr::default());
+            cur.object(|cur, k| {
+                if k == a {
+                    pair.0 = cur.string_value("")?;
+                } else if k == b {
+                    pair.1 = cur.string_value("")?;
+                } else {
+                    cur.skip_value()?;
+                }
+                Ok(())
+            })?;
+            items.push(pair);
+            Ok(())
+        });
+        items.into_iter()
+    }
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Decodes the escapes of a JSON string body; invalid sequences become U+FFFD.
+pub(crate) fn unescape(raw: &[u8]) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let Some(&e) = raw.get(i + 1) else {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+            break;
+        };
+        i += 2;
+        let simple = match e {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(s) = simple {
+            out.push(s);
+            continue;
+        }
+        if e != b'u' {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+            continue;
+        }
+        let hex = |at: usize| -> Option<u32> {
+            let s = raw.get(at..at + 4)?;
+            u32::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
+        };
+        let Some(hi) = hex(i) else {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+            continue;
+        };
+        i += 4;
+        let code = if (0xD800..0xDC00).contains(&hi) && raw.get(i) == Some(&b'\\') && raw.get(i + 1) == Some(&b'u') {
+            match hex(i + 2) {
+                Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                }
+                _ => 0xFFFD,
+            }
+        } else {
+            hi
+        };
+        let ch = char::from_u32(code).unwrap_or('\u{FFFD}');
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUEST: &str = r#"{"flow":{"time":"2021-11-10T10:40:59.075559Z","verdict":"FORWARDED","IP":{"source":"10.244.0.177","destination":"10.244.1.18","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":35280,"destination_port":9080}},"source":{"ID":881,"identity":3418,"namespace":"bookinfo","labels":["k8s:app=productpage","k8s:version=v1"],"pod_name":"productpage-v1-6b746f74dc-9rcxx"},"destination":{"identity":2,"namespace":"bookinfo","labels":["reserved:world"],"pod_name":"reviews-v3-84779c7bbc-6x8gl"},"Type":"L7","node_name":"kind-control-plane","l7":{"type":"REQUEST","http":{"method":"GET","url":"http://reviews:9080/reviews/0","protocol":"HTTP/1.1","headers":[{"key":":scheme","value":"http"},{"key":"X-Request-Id","value":"065fbd74-0b0e-4140-b5ee-a335ca6b0e7f"}]}},"event_type":{"type":129},"traffic_direction":"EGRESS","is_reply":false,"Summary":"HTTP/1.1 GET http://reviews:9080/reviews/0"},"node_name":"kind-control-plane","time":"2021-11-10T10:40:59.075559Z"}"#;
+
+    fn flow(line: &str) -> FlowView<'_> {
+        match decode_line(line.as_bytes()).unwrap() {
+            Event::Flow(f) => f,
+            other => panic!("not a flow: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_http_request() {
+        let f = flow(REQUEST);
+        assert_eq!(f.flow_type, FlowType::L7);
+        assert_eq!(f.verdict, Verdict::Forwarded);
+        assert_eq!(f.traffic_direction, TrafficDirection::Egress);
+        assert_eq!(f.is_reply, Some(false));
+        assert_eq!(f.source_port, 35280);
+        assert_eq!(f.destination_port, 9080);
+        assert_eq!(f.source.pod_name.value(), "productpage-v1-6b746f74dc-9rcxx");
+        assert_eq!(f.source.id, 881);
+        let labels: Vec<_> = f.source.labels.iter().map(|l| l.value().into_owned()).collect();
+        assert_eq!(labels, ["k8s:app=productpage", "k8s:version=v1"]);
+        let l7 = f.l7.unwrap();
+        assert_eq!(l7.kind, L7Type::Request);
+        let http = l7.http.unwrap();
+        assert_eq!(http.method.value(), "GET");
+        let headers: Vec<_> =
+            http.headers.iter().map(|(k, v)| (k.value().into_owned(), v.value().into_owned())).collect();
+        assert_eq!(headers[1], ("X-Request-Id".into(), "065fbd74-0b0e-4140-b5ee-a335ca6b0e7f".into()));
+        assert_eq!(f.node_name.value(), "kind-control-plane");
+    }
+
+    #[test]
+    fn decodes_legacy_and_camel_case() {
+        let legacy = r#"{"time":"2021-06-21T20:43:40.984355420Z","verdict":"FORWARDED","Type":"L7","nodeName":"n1","l7":{"type":"RESPONSE","latencyNs":"1500","http":{"code":200,"method":"GET","url":"http://x/y"}},"isReply":true,"traceContext":{"parent":{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}}}"#;
+        let f = flow(legacy);
+        assert_eq!(f.node_name.value(), "n1");
+        assert_eq!(f.is_reply, Some(true));
+        assert_eq!(f.l7.unwrap().latency_ns, 1500);
+        assert_eq!(f.trace_id.value(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn tolerates_unknown_fields_and_enums() {
+        let line = r#"{"flow":{"time":"2026-01-01T00:00:00Z","verdict":"TELEPORTED","future":{"a":[1,{"b":"]"}]},"traffic_direction":"SIDEWAYS","Type":9},"node_name":"n","time":"2026-01-01T00:00:00Z"}"#;
+        let f = flow(line);
+        assert_eq!(f.verdict, Verdict::Other);
+        assert_eq!(f.traffic_direction, TrafficDirection::Unknown);
+        assert_eq!(f.flow_type, FlowType::Unknown);
+    }
+
+    #[test]
+    fn lost_events_and_node_status() {
+        let lost = r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"12"},"node_name":"n1","time":"2026-01-01T00:00:00Z"}"#;
+        assert!(matches!(decode_line(lost.as_bytes()), Ok(Event::LostEvents { num_events_lost: 12, .. })));
+        let status = r#"{"node_status":{"state_change":"NODE_UNAVAILABLE","node_names":["a"],"message":"gone"},"time":"2026-01-01T00:00:00Z"}"#;
+        match decode_line(status.as_bytes()).unwrap() {
+            Event::NodeStatus { state, message, .. } => {
+                assert_eq!(state.value(), "NODE_UNAVAILABLE");
+                assert_eq!(message.value(), "gone");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn classifies_bad_lines() {
+        let kind = |s: &[u8]| decode_line(s).unwrap_err().kind;
+        assert_eq!(kind(&REQUEST.as_bytes()[..300]), DecodeErrorKind::Truncated);
+        assert_eq!(kind(b"not json at all"), DecodeErrorKind::Syntax);
+        assert_eq!(kind(b"[1,2,3]"), DecodeErrorKind::NotAnObject);
+        assert_eq!(kind(b"{}"), DecodeErrorKind::NotAnEvent);
+        assert_eq!(kind(br#"{"flow":{"time":123}}"#), DecodeErrorKind::WrongType("time"));
+        assert_eq!(kind(br#"{"flow":{"time":"yesterday"}}"#), DecodeErrorKind::InvalidTime);
+        assert_eq!(kind(br#"{"flow":{"verdict":"FORWARDED"},"node_name":"n"}"#), DecodeErrorKind::MissingTime);
+        assert_eq!(kind(br#"{"flow":{"time":"2026-01-01T00:00:00Z"}} x"#), DecodeErrorKind::TrailingData);
+        assert_eq!(kind(b"\xff\xfe{"), DecodeErrorKind::Syntax);
+        assert_eq!(
+            kind(br#"{"flow":{"time":"2026-01-01T00:00:00Z","l4":{"TCP":{"source_port":"x"}}}}"#),
+            DecodeErrorKind::WrongType("source_port")
+        );
+    }
+
+    #[test]
+    fn unescapes_strings() {
+        let line = r#"{"flow":{"time":"2026-01-01T00:00:00Z","Type":"L7","l7":{"type":"REQUEST","http":{"method":"GET","url":"http://a/b?x=1\u0026y=\"2\"\ud83d\ude00"}}},"time":"2026-01-01T00:00:00Z"}"#;
+        let f = flow(line);
+        assert_eq!(f.l7.unwrap().http.unwrap().url.value(), "http://a/b?x=1&y=\"2\"\u{1F600}");
+    }
+}

@@ -1,0 +1,197 @@
+//! `agentgraph analyze`: wires dump files through the engine into the chosen output format.
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use agentgraph_core::report::{Aggregates, InputJson, RequestJson, SCHEMA, StartOrder, TopK};
+use agentgraph_core::{Correlation, Engine, EngineConfig, EngineStats, NormalizeConfig, RequestGraph};
+use agentgraph_ingest::{DumpReader, ReadStats};
+use agentgraph_proto::{Event, FlowType};
+use anyhow::Result;
+
+use crate::cli::{AnalyzeArgs, Format};
+use crate::text;
+
+/// The bundled demo: a small agent cluster recorded as Hubble JSON (see testdata/README.md).
+const DEMO_DUMP: &[u8] = include_bytes!("../../../testdata/demo/agents-demo.jsonl");
+
+/// What the text format shows besides the aggregates.
+pub struct Summary {
+    pub read: ReadStats,
+    pub engine: EngineStats,
+    pub aggregates: Aggregates,
+    pub by_correlation: [u64; 3],
+    pub top_fan_out: TopK,
+    pub top_duration: TopK,
+    pub top_context: TopK,
+    pub files: Vec<String>,
+}
+
+pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
+    let mut normalize = NormalizeConfig {
+        request_id_header: args.request_id_header.clone(),
+        context_size_headers: args.context_size_headers.clone(),
+        ..NormalizeConfig::default()
+    };
+    if !args.name_labels.is_empty() {
+        normalize.name_labels = args.name_labels.clone();
+    }
+    let config = EngineConfig {
+        reorder_window: args.reorder_window,
+        response_timeout: args.response_timeout,
+        linger: args.linger,
+        clock_skew: args.clock_skew,
+        max_open_calls: args.max_open_calls,
+        ..EngineConfig::default()
+    };
+    let (mut reader, files) = if args.demo {
+        (
+            DumpReader::from_readers(vec![("<demo>".into(), Box::new(io::Cursor::new(DEMO_DUMP)))]),
+            vec!["<bundled demo dump>".to_string()],
+        )
+    } else {
+        (DumpReader::open(&args.files)?, args.files.clone())
+    };
+    let mut engine = Engine::new(config, normalize);
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+
+    let mut summary = Summary {
+        read: ReadStats::default(),
+        engine: EngineStats::default(),
+        aggregates: Aggregates::default(),
+        by_correlation: [0; 3],
+        top_fan_out: TopK::new(args.top),
+        top_duration: TopK::new(args.top),
+        top_context: TopK::new(args.top),
+        files,
+    };
+    let mut ordered = StartOrder::default();
+    let mut first_request = true;
+    let mut write_error: Option<io::Error> = None;
+
+    if args.format == Format::Json {
+        write!(out, "{{\"schema\":\"{SCHEMA}\",\"requests\":[")?;
+    }
+    // Each completed graph is aggregated and written (or held for start order) at once, so
+    // memory stays bounded by the requests still open.
+    let deliver = |g: RequestGraph,
+                   summary: &mut Summary,
+                   ordered: &mut StartOrder,
+                   out: &mut BufWriter<io::StdoutLock<'_>>|
+     -> io::Result<()> {
+        summary.aggregates.add(&g);
+        summary.by_correlation[match g.correlation {
+            Correlation::TraceContext => 0,
+            Correlation::RequestId => 1,
+            Correlation::Inferred => 2,
+        }] += 1;
+        match args.format {
+            Format::Text => {
+                summary.top_fan_out.offer(g.stats.fan_out_max as i64 * 1_000_000 + g.stats.calls as i64, &g);
+                summary.top_duration.offer(g.duration(), &g);
+                summary.top_context.offer(g.stats.context_bytes as i64, &g);
+            }
+            Format::Ndjson => {
+                serde_json::to_writer(&mut *out, &RequestJson::from(&g))?;
+                out.write_all(b"\n")?;
+                out.flush()?;
+            }
+            Format::Json => ordered.push(g),
+        }
+        Ok(())
+    };
+    let mut write_ordered =
+        |ordered: &mut StartOrder, oldest: Option<i64>, out: &mut BufWriter<io::StdoutLock<'_>>| -> io::Result<()> {
+            for g in ordered.release(oldest) {
+                if !first_request {
+                    out.write_all(b",")?;
+                }
+                first_request = false;
+                serde_json::to_writer(&mut *out, &RequestJson::from(&g))?;
+            }
+            Ok(())
+        };
+
+    reader.run(|event, line| {
+        if write_error.is_some() {
+            return;
+        }
+        match event {
+            Event::Flow(flow) => {
+                let tiebreak =
+                    if flow.flow_type == FlowType::L7 { agentgraph_core::record::line_tiebreak(line) } else { 0 };
+                engine.push_flow(flow, tiebreak);
+            }
+            Event::LostEvents { time_ns: Some(t), .. } => engine.advance_watermark(*t),
+            _ => return,
+        }
+        let mut released = false;
+        for g in engine.drain().collect::<Vec<_>>() {
+            released = true;
+            if let Err(e) = deliver(g, &mut summary, &mut ordered, &mut out) {
+                write_error = Some(e);
+            }
+        }
+        if released && args.format == Format::Json {
+            if let Err(e) = write_ordered(&mut ordered, engine.oldest_open_start(), &mut out) {
+                write_error = Some(e);
+            }
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    engine.finish();
+    for g in engine.drain().collect::<Vec<_>>() {
+        deliver(g, &mut summary, &mut ordered, &mut out)?;
+    }
+    summary.read = reader.stats().clone();
+    summary.engine = engine.stats().clone();
+    match args.format {
+        Format::Json => {
+            write_ordered(&mut ordered, None, &mut out)?;
+            let input = input_json(&summary.read, &summary.engine);
+            write!(out, "],\"edges\":")?;
+            serde_json::to_writer(&mut out, &summary.aggregates.edges())?;
+            write!(out, ",\"agents\":")?;
+            serde_json::to_writer(&mut out, &summary.aggregates.agents())?;
+            write!(out, ",\"violations\":[],\"input\":")?;
+            serde_json::to_writer(&mut out, &input)?;
+            writeln!(out, "}}")?;
+        }
+        Format::Text => text::render(&mut out, &summary)?,
+        Format::Ndjson => {}
+    }
+    out.flush()?;
+    report_to_stderr(&summary.read, args.format);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The contract's `input` section.
+pub fn input_json(read: &ReadStats, engine: &EngineStats) -> InputJson {
+    InputJson {
+        lines: read.lines,
+        flows: read.flows,
+        skipped: read.skipped,
+        lost_events: read.lost_events,
+        http_requests: engine.http_requests - engine.duplicate_requests,
+        http_responses: engine.http_responses - engine.duplicate_responses,
+    }
+}
+
+/// Skipped lines and read errors go to stderr for machine formats (stdout stays parseable).
+fn report_to_stderr(read: &ReadStats, format: Format) {
+    if format == Format::Text {
+        return;
+    }
+    for s in &read.skip_examples {
+        eprintln!("agentgraph: skipped {}:{}: {}", s.file, s.line, s.reason);
+    }
+    if read.skipped > read.skip_examples.len() as u64 {
+        eprintln!("agentgraph: skipped {} more lines", read.skipped - read.skip_examples.len() as u64);
+    }
+    for e in &read.read_errors {
+        eprintln!("agentgraph: {e}");
+    }
+}

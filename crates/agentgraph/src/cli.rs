@@ -1,0 +1,135 @@
+//! Command-line interface: subcommands, flags and their help texts.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use agentgraph_core::Nanos;
+
+/// Per-request call graphs of AI agents, from Cilium Hubble flows.
+///
+/// agentgraph reads the L7 HTTP flows Hubble records between pods, pairs requests with
+/// responses, merges the copies two proxies recorded of one exchange, and assembles the calls
+/// of each end-to-end request into a call tree (by W3C trace id, a propagated request id, or
+/// timing), with fan-out, depth, context size, latency and self time.
+#[derive(Debug, Parser)]
+#[command(name = "agentgraph", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyze recorded Hubble dumps into per-request call graphs.
+    ///
+    /// Reads `hubble observe -o json` output or the Hubble exporter's files (NDJSON, plain,
+    /// gzip or zstd, detected by content), several files merged by time, or `-` for stdin.
+    /// Lines that cannot be decoded are counted and reported with file and line, never fatal.
+    ///
+    /// Examples:
+    ///   agentgraph analyze --demo
+    ///   agentgraph analyze flows.jsonl node2.jsonl.gz --format json > report.json
+    ///   hubble observe --follow -o json | agentgraph analyze - --format ndjson
+    #[command(verbatim_doc_comment)]
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A readable summary: inputs, agent graph, top requests as call trees.
+    Text,
+    /// The `agentgraph.analysis/v1` report as one JSON document.
+    Json,
+    /// One request graph per line, printed as each request completes.
+    Ndjson,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Dump files to read (`-` for stdin); several files are merged by event time.
+    #[arg(value_name = "FILE", required_unless_present = "demo")]
+    pub files: Vec<String>,
+
+    /// Analyze the bundled demo dump (a small agent cluster) instead of files.
+    #[arg(long, conflicts_with = "files")]
+    pub demo: bool,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// How many requests each "top" list of the text format shows.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub top: usize,
+
+    /// Header carrying a propagated request id.
+    #[arg(long, default_value = "x-request-id", value_name = "HEADER")]
+    pub request_id_header: String,
+
+    /// Header giving a request's context size, preferred over Content-Length (repeatable).
+    #[arg(long = "context-size-header", default_value = "x-context-size", value_name = "HEADER")]
+    pub context_size_headers: Vec<String>,
+
+    /// Pod label keys that name an agent, in order of preference (repeatable; replaces the
+    /// default list `app.kubernetes.io/name`, `app`, `k8s-app`, `agent-role`).
+    #[arg(long = "name-label", value_name = "KEY")]
+    pub name_labels: Vec<String>,
+
+    /// How far out of order (event time) input lines may be and still be put in order.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub reorder_window: Nanos,
+
+    /// A request without a response is closed as unanswered after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub response_timeout: Nanos,
+
+    /// A request whose calls have completed is emitted after this long without new calls.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub linger: Nanos,
+
+    /// Tolerance for comparing times from two nodes' clocks.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub clock_skew: Nanos,
+
+    /// Most calls held in memory at once; past it the oldest request is emitted early.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    pub max_open_calls: usize,
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`, `500us`, `100ns` into nanoseconds.
+pub fn parse_duration(s: &str) -> Result<Nanos, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as 500ms, 2s or 1m"))?;
+    let scale = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        "" => return Err(format!("`{s}` needs a unit: ns, us, ms, s, m or h")),
+        other => return Err(format!("unknown duration unit `{other}` (use ns, us, ms, s, m or h)")),
+    };
+    Ok((value * scale).round() as Nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(2_000_000_000));
+        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("2 weeks").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

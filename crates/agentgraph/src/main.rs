@@ -1,0 +1,27 @@
+//! The `agentgraph` command: per-request call graphs of AI agents from Cilium Hubble flows.
+
+mod analyze;
+mod cli;
+mod text;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Analyze(args) => analyze::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`agentgraph analyze ... | head`) is not an error worth reporting.
+            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("agentgraph: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

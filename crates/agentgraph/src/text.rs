@@ -1,0 +1,166 @@
+//! The `text` format of `agentgraph analyze`: a readable summary with call trees.
+
+use std::io::{self, Write};
+
+use agentgraph_core::RequestGraph;
+use agentgraph_core::report::TopK;
+
+use crate::analyze::{Summary, input_json};
+
+/// Human-readable byte size (`734 kB`, `5.2 MB`).
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
+fn millis(ns: i64) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms >= 10_000.0 { format!("{:.1} s", ms / 1e3) } else { format!("{ms:.1} ms") }
+}
+
+pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
+    let input = input_json(&s.read, &s.engine);
+    writeln!(out, "agentgraph analysis of {}", s.files.join(", "))?;
+    writeln!(
+        out,
+        "input: {} lines, {} flows, {} skipped, {} lost events upstream",
+        input.lines, input.flows, input.skipped, input.lost_events
+    )?;
+    writeln!(
+        out,
+        "http:  {} requests, {} responses (after merging {} egress+ingress copies); {} responses without a request, {} calls unanswered",
+        input.http_requests,
+        input.http_responses,
+        s.engine.duplicate_requests,
+        s.engine.orphan_responses,
+        s.engine.unanswered_calls
+    )?;
+    let total: u64 = s.by_correlation.iter().sum();
+    writeln!(
+        out,
+        "requests: {total} ({} by trace context, {} by request id, {} inferred from timing)",
+        s.by_correlation[0], s.by_correlation[1], s.by_correlation[2]
+    )?;
+    if s.engine.late_records + s.engine.reorder_overflow + s.engine.forced_requests > 0 {
+        writeln!(
+            out,
+            "warning: {} records arrived later than the reorder window, {} overflowed the reorder buffer, {} requests were emitted early at the open-call limit",
+            s.engine.late_records, s.engine.reorder_overflow, s.engine.forced_requests
+        )?;
+    }
+    for e in &s.read.read_errors {
+        writeln!(out, "error: {e}")?;
+    }
+    if !s.read.skip_examples.is_empty() {
+        let kinds: Vec<String> = s.read.skipped_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(out, "\nskipped lines ({}):", kinds.join(", "))?;
+        for k in &s.read.skip_examples {
+            writeln!(out, "  {}:{}: {}", k.file, k.line, k.reason)?;
+        }
+        if s.read.skipped > s.read.skip_examples.len() as u64 {
+            writeln!(out, "  ... and {} more", s.read.skipped - s.read.skip_examples.len() as u64)?;
+        }
+    }
+
+    let edges = s.aggregates.edges();
+    writeln!(
+        out,
+        "\nagent graph ({} edges): client -> server  calls  errors  latency p50 / p95 / max  request size p50 / max",
+        edges.len()
+    )?;
+    let width = edges.iter().map(|e| e.client.len() + e.server.len() + 4).max().unwrap_or(0);
+    for e in &edges {
+        let name = format!("{} -> {}", e.client, e.server);
+        writeln!(
+            out,
+            "  {name:<width$}  {:>6}  {:>6}  {:>9.1} / {:>9.1} / {:>9.1} ms  {:>9} / {:>9}",
+            e.calls,
+            e.errors,
+            e.latency_ms.p50,
+            e.latency_ms.p95,
+            e.latency_ms.max,
+            bytes(e.request_bytes.p50),
+            bytes(e.request_bytes.max)
+        )?;
+    }
+    let agents = s.aggregates.agents();
+    writeln!(out, "\nagents as servers: calls  fan-out p50 / max  concurrent max  self time p50 / p95")?;
+    let width = agents.iter().map(|a| a.agent.len()).max().unwrap_or(0);
+    for a in &agents {
+        writeln!(
+            out,
+            "  {:<width$}  {:>6}  {:>4} / {:>4}  {:>4}  {:>9.1} / {:>9.1} ms",
+            a.agent,
+            a.calls_served,
+            a.fan_out.p50,
+            a.fan_out.max,
+            a.fan_out_concurrent.max,
+            a.self_time_ms.p50,
+            a.self_time_ms.p95
+        )?;
+    }
+    top(out, "top requests by fan-out", &s.top_fan_out)?;
+    top(out, "top requests by duration", &s.top_duration)?;
+    top(out, "top requests by context size", &s.top_context)?;
+    Ok(())
+}
+
+fn top(out: &mut impl Write, title: &str, list: &TopK) -> io::Result<()> {
+    let items = list.sorted();
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{title}:")?;
+    for g in items {
+        request(out, g)?;
+    }
+    Ok(())
+}
+
+/// One request: a header line and its call tree, children indented under their parents.
+pub fn request(out: &mut impl Write, g: &RequestGraph) -> io::Result<()> {
+    let st = &g.stats;
+    writeln!(
+        out,
+        "  {} ({}) root {}: {} calls, depth {}, fan-out {} ({} concurrent), {} context, {} (critical path {})",
+        g.id,
+        g.correlation.as_str(),
+        g.calls[g.root].server,
+        st.calls,
+        st.depth,
+        st.fan_out_max,
+        st.fan_out_concurrent_max,
+        bytes(st.context_bytes),
+        millis(g.duration()),
+        millis(st.critical_path)
+    )?;
+    let mut stack: Vec<(usize, usize)> =
+        (0..g.calls.len()).rev().filter(|&i| g.calls[i].parent.is_none()).map(|i| (i, 0)).collect();
+    while let Some((i, depth)) = stack.pop() {
+        let c = &g.calls[i];
+        let offset = (c.start - g.start) as f64 / 1e6;
+        let status = c.status.map_or("no response".to_string(), |s| s.to_string());
+        let took = c.duration.map_or("?".to_string(), millis);
+        let size = c.request_bytes.map(|b| format!(" {} sent", bytes(b))).unwrap_or_default();
+        let critical = if st.critical_calls.contains(&i) { " *" } else { "" };
+        let confidence = if c.confidence < 1.0 { format!(" (confidence {:.2})", c.confidence) } else { String::new() };
+        writeln!(
+            out,
+            "    {:indent$}c{i} +{offset:.1} ms {} -> {} {} {} {status} {took}{size}{critical}{confidence}",
+            "",
+            c.client,
+            c.server,
+            c.method,
+            c.path,
+            indent = depth * 2
+        )?;
+        for k in g.children(i).into_iter().rev() {
+            stack.push((k, depth + 1));
+        }
+    }
+    Ok(())
+}
