@@ -477,7 +477,6 @@ impl Engine {
         // or only the other side's proxy recorded it.
         let key = Self::dedup_key(&r);
         if let Some(id) = self.find_twin(&r, key, slot) {
-            self.stats.duplicate_responses += 1;
             let call = self.calls.get_mut(&id).expect("twin exists");
             let o = &mut call.obs[slot];
             o.present = true;
@@ -497,6 +496,42 @@ impl Engine {
         o.end = Some(r.time);
         o.start = (r.latency_ns > 0).then(|| r.time - r.latency_ns as Nanos);
         self.complete(id, slot, &r);
+        self.adopt_children(id);
+    }
+
+    /// A call whose request lies before the start of the input gets its parent links late: the
+    /// calls its server made in the same trace or request id, while it was in flight, and that
+    /// found no parent, are its children.
+    fn adopt_children(&mut self, id: CallId) {
+        let call = &self.calls[&id];
+        let Some(server) = place(&call.server) else { return };
+        if call.trace_id.is_none() && call.request_id.is_none() {
+            return;
+        }
+        let (_, start, end) = call.served_view();
+        let Some(end) = end else { return };
+        let group = call.group;
+        let orphans: Vec<CallId> = self.groups[&group]
+            .calls
+            .iter()
+            .copied()
+            .filter(|&c| c != id)
+            .filter(|c| {
+                let child = &self.calls[c];
+                let (_, s, e) = child.made_view();
+                child.parent.is_none()
+                    && child.closed_at.is_some()
+                    && place(&child.client).as_ref() == Some(&server)
+                    && same_opt(&child.trace_id, &call.trace_id)
+                    && same_opt(&child.request_id, &call.request_id)
+                    && s.is_some_and(|s| start.is_none_or(|p| p <= s + self.config.clock_skew))
+                    && e.is_none_or(|e| e <= end + self.config.clock_skew)
+            })
+            .collect();
+        for c in orphans {
+            let child = self.calls.get_mut(&c).expect("listed");
+            child.parent = Some(id);
+        }
     }
 
     /// The request on `conn` that this response answers: same method and URL, the same request
@@ -550,6 +585,10 @@ impl Engine {
     /// Records the response on the call's `slot` observation and closes the call.
     fn complete(&mut self, id: CallId, slot: usize, r: &HttpRecord) {
         let call = self.calls.get_mut(&id).expect("call exists");
+        if call.obs[1 - slot].end.is_some() {
+            // The other proxy already recorded this response.
+            self.stats.duplicate_responses += 1;
+        }
         let o = &mut call.obs[slot];
         o.present = true;
         o.node.get_or_insert_with(|| r.node.clone());
@@ -849,11 +888,23 @@ impl Engine {
             }
             remove_from(&mut self.twins, &c.dedup_key, *id);
         }
-        // Order by start (client view), unknown starts by their response time.
-        calls.sort_by_key(|(id, c)| (c.start().or(c.closed_at).unwrap_or(0), *id));
+        // A call whose request was not seen started before its earliest child, or at the latest
+        // when it was answered.
+        let mut earliest_child: HashMap<CallId, Nanos> = HashMap::new();
+        for (_, c) in &calls {
+            if let (Some(p), Some(s)) = (c.parent, c.start()) {
+                let e = earliest_child.entry(p).or_insert(s);
+                *e = (*e).min(s);
+            }
+        }
+        let estimated_start =
+            |id: &CallId, c: &Call| c.start().or_else(|| earliest_child.get(id).copied()).or(c.closed_at).unwrap_or(0);
+        // An estimated start ties with its first child; the parent sorts first.
+        calls.sort_by_key(|(id, c)| (estimated_start(id, c), c.start().is_some(), *id));
         let index: HashMap<CallId, usize> = calls.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
         let namer = self.normalizer.namer();
-        let records: Vec<CallRecord> = calls.iter().map(|(_, c)| to_record(c, &index, namer)).collect();
+        let records: Vec<CallRecord> =
+            calls.iter().map(|(id, c)| to_record(c, estimated_start(id, c), &index, namer)).collect();
         let correlation = if group.trace_ids.is_empty() && calls.iter().all(|(_, c)| c.trace_id.is_none()) {
             let shared_rid = {
                 let mut rids: Vec<&Arc<str>> = calls.iter().filter_map(|(_, c)| c.request_id.as_ref()).collect();
@@ -932,9 +983,8 @@ fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<CallId>>, key: 
     }
 }
 
-fn to_record(c: &Call, index: &HashMap<CallId, usize>, namer: &AgentNamer) -> CallRecord {
+fn to_record(c: &Call, start: Nanos, index: &HashMap<CallId, usize>, namer: &AgentNamer) -> CallRecord {
     let (_, made_start, made_end) = c.made_view();
-    let start = made_start.or(c.closed_at).unwrap_or(0);
     let duration = if c.unanswered {
         None
     } else {

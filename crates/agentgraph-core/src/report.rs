@@ -135,6 +135,11 @@ pub struct EdgeJson {
     pub client: Arc<str>,
     pub server: Arc<str>,
     pub calls: u64,
+    /// Calls with a known latency / request size (the percentiles are 0 when there are none).
+    #[serde(skip)]
+    pub latency_samples: u64,
+    #[serde(skip)]
+    pub size_samples: u64,
     pub errors: u64,
     pub latency_ms: LatencyJson,
     pub request_bytes: BytesJson,
@@ -231,6 +236,8 @@ impl Aggregates {
                 client: client.clone(),
                 server: server.clone(),
                 calls: e.calls,
+                latency_samples: e.latency_ms.count(),
+                size_samples: e.request_bytes.count(),
                 errors: e.errors,
                 latency_ms: LatencyJson {
                     p50: round3(e.latency_ms.quantile(0.5)),

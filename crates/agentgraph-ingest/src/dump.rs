@@ -84,19 +84,22 @@ pub fn open(path: &str) -> Result<(String, Box<dyn BufRead + Send>), IngestError
     } else {
         Box::new(File::open(Path::new(path)).map_err(|source| IngestError::Open { path: path.to_string(), source })?)
     };
-    let mut reader = BufReader::with_capacity(256 << 10, raw);
-    let magic = reader.fill_buf().map_err(|source| IngestError::Open { path: path.to_string(), source })?;
     let name = if path == "-" { "<stdin>".to_string() } else { path.to_string() };
-    let decoded: Box<dyn BufRead + Send> = if magic.starts_with(&[0x1f, 0x8b]) {
+    let reader = decompressed(raw).map_err(|source| IngestError::Open { path: path.to_string(), source })?;
+    Ok((name, reader))
+}
+
+/// Wraps a byte stream in a gzip or zstd decoder when its first bytes say it is compressed.
+pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn BufRead + Send>> {
+    let mut reader = BufReader::with_capacity(256 << 10, raw);
+    let magic = reader.fill_buf()?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(256 << 10, flate2::bufread::MultiGzDecoder::new(reader)))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let dec = zstd::stream::read::Decoder::with_buffer(reader)
-            .map_err(|source| IngestError::Open { path: path.to_string(), source })?;
-        Box::new(BufReader::with_capacity(256 << 10, dec))
+        Box::new(BufReader::with_capacity(256 << 10, zstd::stream::read::Decoder::with_buffer(reader)?))
     } else {
         Box::new(reader)
-    };
-    Ok((name, decoded))
+    })
 }
 
 impl Source {

@@ -13,7 +13,7 @@ use crate::cli::{AnalyzeArgs, Format};
 use crate::text;
 
 /// The bundled demo: a small agent cluster recorded as Hubble JSON (see testdata/README.md).
-const DEMO_DUMP: &[u8] = include_bytes!("../../../testdata/demo/agents-demo.jsonl");
+const DEMO_DUMP: &[u8] = include_bytes!("../../../testdata/demo/agents-demo.jsonl.gz");
 
 /// What the text format shows besides the aggregates.
 pub struct Summary {
@@ -45,10 +45,8 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         ..EngineConfig::default()
     };
     let (mut reader, files) = if args.demo {
-        (
-            DumpReader::from_readers(vec![("<demo>".into(), Box::new(io::Cursor::new(DEMO_DUMP)))]),
-            vec!["<bundled demo dump>".to_string()],
-        )
+        let demo = agentgraph_ingest::dump::decompressed(Box::new(DEMO_DUMP))?;
+        (DumpReader::from_readers(vec![("<demo>".into(), demo)]), vec!["<bundled demo dump>".to_string()])
     } else {
         (DumpReader::open(&args.files)?, args.files.clone())
     };

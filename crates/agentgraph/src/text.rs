@@ -75,17 +75,17 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
     let width = edges.iter().map(|e| e.client.len() + e.server.len() + 4).max().unwrap_or(0);
     for e in &edges {
         let name = format!("{} -> {}", e.client, e.server);
-        writeln!(
-            out,
-            "  {name:<width$}  {:>6}  {:>6}  {:>9.1} / {:>9.1} / {:>9.1} ms  {:>9} / {:>9}",
-            e.calls,
-            e.errors,
-            e.latency_ms.p50,
-            e.latency_ms.p95,
-            e.latency_ms.max,
-            bytes(e.request_bytes.p50),
-            bytes(e.request_bytes.max)
-        )?;
+        let latency = if e.latency_samples == 0 {
+            format!("{:>9} / {:>9} / {:>9}   ", "-", "-", "-")
+        } else {
+            format!("{:>9.1} / {:>9.1} / {:>9.1} ms", e.latency_ms.p50, e.latency_ms.p95, e.latency_ms.max)
+        };
+        let size = if e.size_samples == 0 {
+            format!("{:>9} / {:>9}", "-", "-")
+        } else {
+            format!("{:>9} / {:>9}", bytes(e.request_bytes.p50), bytes(e.request_bytes.max))
+        };
+        writeln!(out, "  {name:<width$}  {:>6}  {:>6}  {latency}  {size}", e.calls, e.errors)?;
     }
     let agents = s.aggregates.agents();
     writeln!(out, "\nagents as servers: calls  fan-out p50 / max  concurrent max  self time p50 / p95")?;
