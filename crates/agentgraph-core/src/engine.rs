@@ -133,6 +133,9 @@ struct Call {
     unanswered: bool,
     parent: Option<CallId>,
     confidence: f64,
+    /// Calls its client pod was serving when this call's request was seen: the parent
+    /// candidates should this call never be answered.
+    in_flight_at_start: Vec<CallId>,
 }
 
 impl Call {
@@ -460,7 +463,9 @@ impl Engine {
         }
         self.make_room();
         let id = self.new_call(&r, key, slot);
+        let in_flight = self.in_flight_at(&r.client, r.time);
         let call = self.calls.get_mut(&id).expect("just made");
+        call.in_flight_at_start = in_flight;
         call.obs[slot].pending_on = Some(conn.clone());
         self.pending.entry(conn).or_default().push_back((id, slot));
         self.expiries.push(Reverse((r.time + self.config.response_timeout, id)));
@@ -643,6 +648,7 @@ impl Engine {
             unanswered: false,
             parent: None,
             confidence: 1.0,
+            in_flight_at_start: Vec::new(),
         };
         if let Some(p) = place(&call.server) {
             self.inbound.entry(p).or_default().push(id);
@@ -730,6 +736,21 @@ impl Engine {
         self.group_checks.push(Reverse((time + self.config.linger, group)));
     }
 
+    /// The calls `client`'s pod is serving at `time` (or finished within the clock tolerance).
+    fn in_flight_at(&self, client: &Peer, time: Nanos) -> Vec<CallId> {
+        let Some(p) = place(client) else { return Vec::new() };
+        let horizon = time.saturating_sub(self.config.clock_skew);
+        self.inbound
+            .get(&p)
+            .map(|list| {
+                list.iter()
+                    .copied()
+                    .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The parent of a call made by pod P is a call served by P that contains it. Candidates
     /// carrying the same trace id are preferred, then the same request id, then any without a
     /// conflicting trace id; among equals, the latest-started one (the contract's simple rule),
@@ -737,7 +758,23 @@ impl Engine {
     fn decide_parent(&mut self, id: CallId) {
         let call = &self.calls[&id];
         let Some(client_place) = place(&call.client) else { return };
-        let Some(inbound) = self.inbound.get(&client_place) else { return };
+        // Calls that ended well before now cannot contain a call ending now: drop them from the
+        // pod's list so the search stays proportional to the calls in flight.
+        let margin = 2 * self.config.clock_skew + self.config.dedup_window;
+        let horizon = self.now.saturating_sub(margin);
+        if let Some(list) = self.inbound.get_mut(&client_place) {
+            let calls = &self.calls;
+            list.retain(|c| calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)));
+        }
+        let call = &self.calls[&id];
+        let inbound: &[CallId] = if call.unanswered {
+            &call.in_flight_at_start
+        } else {
+            match self.inbound.get(&client_place) {
+                Some(list) => list,
+                None => return,
+            }
+        };
         let (child_node, child_start, child_end) = call.made_view();
         let Some(child_start) = child_start else { return };
         // An unanswered child need only have started while its parent was in flight.
