@@ -788,10 +788,10 @@ impl Engine {
             if is_ancestor_or_self(&self.calls, id, pid) {
                 continue;
             }
-            if let (Some(a), Some(b)) = (p.trace_id, call.trace_id) {
-                if a != b {
-                    continue;
-                }
+            if let (Some(a), Some(b)) = (p.trace_id, call.trace_id)
+                && a != b
+            {
+                continue;
             }
             let (parent_node, p_start, p_end) = p.served_view();
             let Some(p_start) = p_start else { continue };

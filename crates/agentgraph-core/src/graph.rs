@@ -34,7 +34,8 @@ pub struct Interval {
 }
 
 impl Interval {
-    pub fn len(&self) -> Nanos {
+    /// The interval's length (0 when inverted).
+    pub fn duration(&self) -> Nanos {
         (self.end - self.start).max(0)
     }
 }
@@ -189,7 +190,7 @@ impl RequestGraph {
             let intervals: Vec<Interval> =
                 kids.iter().map(|&k| child_interval(&self.calls[k], parent_window)).collect();
             f.fan_out_concurrent = max_overlap(&intervals);
-            f.self_time = parent_window.map(|w| w.len() - covered(&intervals, w));
+            f.self_time = parent_window.map(|w| w.duration() - covered(&intervals, w));
         }
         let mut agents: Vec<&Arc<str>> = self.calls.iter().flat_map(|c| [&c.client, &c.server]).collect();
         agents.sort_unstable();
@@ -277,13 +278,13 @@ pub fn covered(intervals: &[Interval], window: Interval) -> Nanos {
             Some(c) if iv.start <= c.end => c.end = c.end.max(iv.end),
             _ => {
                 if let Some(c) = cur {
-                    total += c.len();
+                    total += c.duration();
                 }
                 cur = Some(iv);
             }
         }
     }
-    total + cur.map_or(0, |c| c.len())
+    total + cur.map_or(0, |c| c.duration())
 }
 
 #[cfg(test)]

@@ -68,8 +68,8 @@ impl AgentNamer {
     /// Names the endpoint; `url_host` names a world destination when the flow gives no DNS name.
     pub fn endpoint(&mut self, e: &EndpointView<'_>, dns_name: Option<JStr<'_>>, url_host: &str) -> EndpointInfo {
         let cacheable = !e.raw.is_empty() && dns_name.is_none();
-        if cacheable {
-            if let Some(info) = self.cache.get(e.raw) {
+        if cacheable && let Some(info) = self.cache.get(e.raw) {
+            {
                 let mut info = info.clone();
                 if info.source == NameSource::Reserved && &*info.agent == "world" && !url_host.is_empty() {
                     info.agent = self.world_name(url_host);
@@ -97,10 +97,10 @@ impl AgentNamer {
     /// The best name known now for an endpoint named earlier: a weak name is replaced by the
     /// strong name learned since from another pod of the same family.
     pub fn resolve(&self, info: &EndpointInfo) -> Arc<str> {
-        if info.source == NameSource::Weak {
-            if let Some(strong) = self.families.get(&info.family) {
-                return strong.clone();
-            }
+        if info.source == NameSource::Weak
+            && let Some(strong) = self.families.get(&info.family)
+        {
+            return strong.clone();
         }
         info.agent.clone()
     }
@@ -136,10 +136,10 @@ impl AgentNamer {
             if value.is_empty() {
                 continue;
             }
-            if let Some(rank) = self.labels.iter().position(|l| l == key) {
-                if label_value.as_ref().is_none_or(|(r, _)| rank < *r) {
-                    label_value = Some((rank, value.to_string()));
-                }
+            if let Some(rank) = self.labels.iter().position(|l| l == key)
+                && label_value.as_ref().is_none_or(|(r, _)| rank < *r)
+            {
+                label_value = Some((rank, value.to_string()));
             }
         }
         let mut controller: Option<String> = None;

@@ -15,7 +15,6 @@ const MS: i64 = 1_000_000;
 
 #[derive(Clone, Debug)]
 struct CallSpec {
-    parent: Option<usize>,
     client_pod: usize,
     server_pod: usize,
     start: i64,
@@ -60,7 +59,6 @@ fn request_strategy() -> impl Strategy<Value = (i64, RequestSpec)> {
         .prop_map(|(offset, orch, workers, mode, root_answered)| {
             let start = offset * MS;
             let mut calls = vec![CallSpec {
-                parent: None,
                 client_pod: 0,
                 server_pod: orch,
                 start,
@@ -71,7 +69,6 @@ fn request_strategy() -> impl Strategy<Value = (i64, RequestSpec)> {
                 let s = start + (10 + delay) * MS;
                 let e = (s + len * MS).min(start + 1_990 * MS);
                 calls.push(CallSpec {
-                    parent: Some(0),
                     client_pod: orch,
                     server_pod: 3 + worker,
                     start: s,
@@ -81,7 +78,6 @@ fn request_strategy() -> impl Strategy<Value = (i64, RequestSpec)> {
                 if w % 2 == 0 {
                     let ls = s + MS;
                     calls.push(CallSpec {
-                        parent: Some(calls.len() - 1),
                         client_pod: 3 + worker,
                         server_pod: 6,
                         start: ls,

@@ -317,6 +317,9 @@ pub struct FlowView<'a> {
 }
 
 /// One decoded line or message: what `GetFlowsResponse` / `ExportEvent` can carry.
+// Lives on the stack for one line and is never stored, so boxing the flow would only add an
+// allocation per line.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Event<'a> {
     Flow(FlowView<'a>),

@@ -131,10 +131,11 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                 write_error = Some(e);
             }
         }
-        if released && args.format == Format::Json {
-            if let Err(e) = write_ordered(&mut ordered, engine.oldest_open_start(), &mut out) {
-                write_error = Some(e);
-            }
+        if released
+            && args.format == Format::Json
+            && let Err(e) = write_ordered(&mut ordered, engine.oldest_open_start(), &mut out)
+        {
+            write_error = Some(e);
         }
     });
     if let Some(e) = write_error {
