@@ -417,8 +417,13 @@ impl Engine {
     }
 
     fn dedup_key(r: &HttpRecord) -> u64 {
-        let ips = format!("{:?}|{:?}|{}", r.client.ip, r.server.ip, r.server.port);
-        hash_pair(ips.as_bytes(), &r.url_key.to_le_bytes())
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(0x7477_696e).hash_one((
+            r.client.ip,
+            r.server.ip,
+            r.server.port,
+            r.url_key,
+        ))
     }
 
     /// The other copy of this exchange, recorded by the proxy on the other side.

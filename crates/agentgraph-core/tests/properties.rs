@@ -68,13 +68,7 @@ fn request_strategy() -> impl Strategy<Value = (i64, RequestSpec)> {
             for (w, (delay, len, worker, answered)) in workers.into_iter().enumerate() {
                 let s = start + (10 + delay) * MS;
                 let e = (s + len * MS).min(start + 1_990 * MS);
-                calls.push(CallSpec {
-                    client_pod: orch,
-                    server_pod: 3 + worker,
-                    start: s,
-                    end: e,
-                    answered,
-                });
+                calls.push(CallSpec { client_pod: orch, server_pod: 3 + worker, start: s, end: e, answered });
                 if w % 2 == 0 {
                     let ls = s + MS;
                     calls.push(CallSpec {

@@ -389,6 +389,19 @@ impl<'a> Cursor<'a> {
         debug_assert_eq!(self.peek(), Some(b'"'));
         self.i += 1;
         let start = self.i;
+        // Most keys and values are short: a plain loop beats memchr's set-up cost for them.
+        let short_end = (start + 32).min(self.b.len());
+        while self.i < short_end {
+            match self.b[self.i] {
+                b'"' => {
+                    let s = JStr::json(&self.b[start..self.i], false);
+                    self.i += 1;
+                    return Ok(s);
+                }
+                b'\\' => break,
+                _ => self.i += 1,
+            }
+        }
         let mut escaped = false;
         loop {
             match memchr2(b'"', b'\\', &self.b[self.i..]) {
