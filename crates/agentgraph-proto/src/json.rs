@@ -747,29 +747,62 @@ impl<'a> Cursor<'a> {
         items.into_iter()
     }
 
-    /// For an array of objects, the pair of string members `a` and `b` of each element.
-    pub(crate) fn array_pairs(
-        mut self,
-        a: &'static [u8],
-        b: &'static [u8],
-    ) -> impl Iterator<Item = (JStr<'a>, JStr<'a>)> {
-        let mut items = Vec::new();
-        let _ = self.array(|cur| {
-            let mut pair = (JStr::default(), JStr::default());
-            cur.object(|cur, k| {
-                if k == a {
-                    pair.0 = cur.string_value("")?;
-                } else if k == b {
-                    pair.1 = cur.string_value("")?;
-                } else {
-                    cur.skip_value()?;
-                }
-                Ok(())
-            })?;
-            items.push(pair);
+    /// For an array of objects, the pair of string members `a` and `b` of each element, decoded
+    /// lazily (headers are read on every HTTP record, so this path does not allocate).
+    pub(crate) fn array_pairs(self, a: &'static [u8], b: &'static [u8]) -> PairIter<'a> {
+        PairIter { cur: self, a, b, started: false, done: false }
+    }
+}
+
+/// Iterator behind [`Cursor::array_pairs`]; a malformed element ends the iteration.
+pub(crate) struct PairIter<'a> {
+    cur: Cursor<'a>,
+    a: &'static [u8],
+    b: &'static [u8],
+    started: bool,
+    done: bool,
+}
+
+impl<'a> Iterator for PairIter<'a> {
+    type Item = (JStr<'a>, JStr<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let cur = &mut self.cur;
+        cur.ws();
+        let separator = if self.started { b',' } else { b'[' };
+        if cur.peek() != Some(separator) {
+            self.done = true;
+            return None;
+        }
+        cur.i += 1;
+        if !self.started {
+            self.started = true;
+            cur.ws();
+            if cur.peek() == Some(b']') {
+                self.done = true;
+                return None;
+            }
+        }
+        let (a, b) = (self.a, self.b);
+        let mut pair = (JStr::default(), JStr::default());
+        let parsed = cur.object(|cur, k| {
+            if k == a {
+                pair.0 = cur.string_value("")?;
+            } else if k == b {
+                pair.1 = cur.string_value("")?;
+            } else {
+                cur.skip_value()?;
+            }
             Ok(())
         });
-        items.into_iter()
+        if parsed.is_err() {
+            self.done = true;
+            return None;
+        }
+        Some(pair)
     }
 }
 
