@@ -458,10 +458,10 @@ impl Engine {
             o.node = Some(r.node.clone());
             o.start = Some(r.time);
             call.request_bytes = call.request_bytes.or(r.request_bytes);
-            if call.closed_at.is_none() {
-                o.pending_on = Some(conn.clone());
-                self.pending.entry(conn).or_default().push_back((id, slot));
-            }
+            // Even when the other side already saw the response, this side's response is still
+            // to come and must pair with this request.
+            o.pending_on = Some(conn.clone());
+            self.pending.entry(conn).or_default().push_back((id, slot));
             let g = call.group;
             self.touch(g, r.time);
             return;

@@ -31,6 +31,118 @@ pub enum Command {
     ///   hubble observe --follow -o json | agentgraph analyze - --format ndjson
     #[command(verbatim_doc_comment)]
     Analyze(AnalyzeArgs),
+
+    /// Simulate an agent cluster: Hubble flows plus the true call graphs.
+    ///
+    /// Runs a scenario (built in, or a TOML file; see the README) and writes the Hubble JSON
+    /// lines its calls leave at the client's egress and the server's ingress proxy, with
+    /// per-node clock skew and background noise, and `truth.json` with every request.
+    ///
+    /// Examples:
+    ///   agentgraph simulate --scenario support-desk --requests 500 --seed 7 --out sim/
+    ///   agentgraph simulate --scenario research-swarm --correlation none --concurrency 4 --out sim/
+    ///   agentgraph simulate --scenario support-desk --rate 50 --duration 10m -o -
+    #[command(verbatim_doc_comment)]
+    Simulate(SimulateArgs),
+
+    /// Score an analysis report against a simulation's truth.
+    ///
+    /// Matches reported calls to true calls (same client, server, method and path, start
+    /// within a tolerance) and prints call recall and precision, parent and root accuracy,
+    /// exact-request and exact fan-out/depth rates, latency error and size accuracy, and the
+    /// parent accuracy of the simple containment rule applied to the true grouping (the
+    /// reference an inference should beat). Exits 1 when a `--min-…` threshold fails.
+    ///
+    /// Example:
+    ///   agentgraph analyze sim/flows.jsonl --format json > report.json
+    ///   agentgraph eval report.json sim/truth.json --min-parent-accuracy 0.98
+    #[command(verbatim_doc_comment)]
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A built-in scenario (support-desk, research-swarm, code-review, job-spawner) or a path
+    /// to a scenario TOML file.
+    #[arg(long, default_value = "support-desk", value_name = "NAME|FILE")]
+    pub scenario: String,
+
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Number of end-to-end requests (default 100 unless --duration is given).
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub requests: Option<usize>,
+
+    /// Requests started per second (Poisson arrivals) instead of the scenario's concurrency.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+
+    /// Simulated time to run for, e.g. 10m (use with --rate).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Nanos>,
+
+    /// Random seed: the same seed gives the same flows and truth.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Override the scenario's correlation mode: trace_context, request_id or none.
+    #[arg(long, value_name = "MODE")]
+    pub correlation: Option<String>,
+
+    /// Override the scenario's mean number of requests in flight (1 = one after another).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<f64>,
+
+    /// Write DIR/flows.jsonl and DIR/truth.json.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub out: Option<std::path::PathBuf>,
+
+    /// Write the flows to FILE (`-` for stdout) instead of a directory.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<String>,
+
+    /// Where to write the truth when using --output (default: none).
+    #[arg(long, value_name = "FILE", requires = "output")]
+    pub truth: Option<std::path::PathBuf>,
+
+    /// With --out, also write one file per node (DIR/node-<name>.jsonl), like one Hubble
+    /// exporter file per node.
+    #[arg(long, requires = "out")]
+    pub per_node: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The analysis report (`agentgraph analyze --format json`).
+    #[arg(value_name = "REPORT")]
+    pub report: std::path::PathBuf,
+    /// The simulation's truth.json.
+    #[arg(value_name = "TRUTH")]
+    pub truth: std::path::PathBuf,
+    /// Print the result as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Largest start-time difference for a reported call to match a true call (milliseconds).
+    #[arg(long, default_value_t = 2.0, value_name = "MS")]
+    pub tolerance_ms: f64,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_call_recall: Option<f64>,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_call_precision: Option<f64>,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_parent_accuracy: Option<f64>,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_root_accuracy: Option<f64>,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_exact_requests: Option<f64>,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_exact_fan_out_depth: Option<f64>,
+    #[arg(long, value_name = "FRACTION")]
+    pub min_size_accuracy: Option<f64>,
+    #[arg(long, value_name = "MS")]
+    pub max_latency_mae_ms: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod cli;
+mod simulate;
 mod text;
 
 use std::process::ExitCode;
@@ -12,6 +13,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Analyze(args) => analyze::run(args),
+        cli::Command::Simulate(args) => simulate::run(args),
+        cli::Command::Eval(args) => simulate::eval(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,266 @@
+//! Hubble JSON exactly as `hubble observe -o json` prints it (proto field names, Hubble's key
+//! order, 64-bit integers as strings, RFC 3339 `Z` times), for the simulated flows.
+
+use std::fmt::Write as _;
+
+use agentgraph_proto::time::write_rfc3339_nanos;
+
+/// One endpoint as Hubble prints it, prepared once per pod: with and without the endpoint `ID`
+/// (Hubble sets it only for endpoints local to the reporting node).
+#[derive(Clone, Debug)]
+pub struct EndpointJson {
+    pub local: String,
+    pub remote: String,
+    pub ip: String,
+    pub node: usize,
+    /// `namespace/pod`, empty outside the cluster.
+    pub pod: String,
+    /// The contract's agent name.
+    pub agent: String,
+}
+
+impl EndpointJson {
+    #[allow(clippy::too_many_arguments)]
+    pub fn pod(
+        id: u32,
+        identity: u32,
+        namespace: &str,
+        labels: &[String],
+        pod_name: &str,
+        workload: (&str, &str),
+        ip: String,
+        node: usize,
+        agent: String,
+    ) -> Self {
+        let mut body = String::new();
+        let _ = write!(body, r#""identity":{identity},"cluster_name":"default","namespace":"{namespace}","labels":["#);
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            let _ = write!(body, r#""{l}""#);
+        }
+        let _ = write!(
+            body,
+            r#"],"pod_name":"{pod_name}","workloads":[{{"name":"{}","kind":"{}"}}]}}"#,
+            workload.0, workload.1
+        );
+        EndpointJson {
+            local: format!(r#"{{"ID":{id},{body}"#),
+            remote: format!("{{{body}"),
+            ip,
+            node,
+            pod: format!("{namespace}/{pod_name}"),
+            agent,
+        }
+    }
+
+    /// A reserved identity (`host`, `world`) without pod.
+    pub fn reserved(identity: u32, name: &str, ip: String, node: usize) -> Self {
+        let body = format!(r#"{{"identity":{identity},"labels":["reserved:{name}"]}}"#);
+        EndpointJson {
+            local: body.clone(),
+            remote: body,
+            ip,
+            node,
+            pod: String::new(),
+            agent: format!("reserved/{name}"),
+        }
+    }
+}
+
+/// The L7 HTTP parts of one record.
+pub struct HttpParts<'a> {
+    pub response: bool,
+    pub egress: bool,
+    pub method: &'a str,
+    pub url: &'a str,
+    pub status: u16,
+    pub latency_ns: i64,
+    pub headers: &'a [(&'a str, String)],
+    pub trace_id: Option<&'a str>,
+}
+
+/// Writes common flow prefix fields in Hubble order up to and including `destination`.
+#[allow(clippy::too_many_arguments)]
+fn prefix(
+    out: &mut String,
+    time: i64,
+    uuid: &str,
+    verdict: &str,
+    src: &EndpointJson,
+    dst: &EndpointJson,
+    l4: &str,
+    node: usize,
+    extra: &str,
+) {
+    out.push_str(r#"{"flow":{"time":""#);
+    write_rfc3339_nanos(out, time);
+    let _ = write!(
+        out,
+        r#"","uuid":"{uuid}","emitter":{{"name":"Hubble","version":"1.19.1+gd0d0c879"}},"verdict":"{verdict}"{extra},"IP":{{"source":"{}","destination":"{}","ipVersion":"IPv4"}},"l4":{l4},"source":{},"destination":{}"#,
+        src.ip,
+        dst.ip,
+        if src.node == node { &src.local } else { &src.remote },
+        if dst.node == node { &dst.local } else { &dst.remote },
+    );
+}
+
+fn node_fields(out: &mut String, node: usize) {
+    let _ = write!(
+        out,
+        r#","node_name":"kind-worker{n}","node_labels":["beta.kubernetes.io/arch=amd64","beta.kubernetes.io/os=linux","kubernetes.io/arch=amd64","kubernetes.io/hostname=kind-worker{n}","kubernetes.io/os=linux"]"#,
+        n = node_suffix(node)
+    );
+}
+
+/// `kind-worker`, `kind-worker2`, ...
+pub fn node_name(node: usize) -> String {
+    format!("kind-worker{}", node_suffix(node))
+}
+
+fn node_suffix(node: usize) -> String {
+    if node == 0 { String::new() } else { (node + 1).to_string() }
+}
+
+fn suffix(out: &mut String, time: i64, node: usize) {
+    let _ = write!(out, r#"}},"node_name":"kind-worker{}","time":""#, node_suffix(node));
+    write_rfc3339_nanos(out, time);
+    out.push_str("\"}\n");
+}
+
+/// An L7 HTTP request or response record. `src`/`dst` are the packet's source and destination
+/// (the responder is the source of a response).
+#[allow(clippy::too_many_arguments)]
+pub fn http_line(
+    out: &mut String,
+    time: i64,
+    uuid: &str,
+    node: usize,
+    src: &EndpointJson,
+    dst: &EndpointJson,
+    sport: u16,
+    dport: u16,
+    h: &HttpParts<'_>,
+) {
+    let l4 = format!(r#"{{"TCP":{{"source_port":{sport},"destination_port":{dport}}}}}"#);
+    prefix(out, time, uuid, "FORWARDED", src, dst, &l4, node, "");
+    out.push_str(r#","Type":"L7""#);
+    node_fields(out, node);
+    out.push_str(r#","l7":{"type":""#);
+    out.push_str(if h.response { "RESPONSE\"" } else { "REQUEST\"" });
+    if h.response && h.latency_ns > 0 {
+        let _ = write!(out, r#","latency_ns":"{}""#, h.latency_ns);
+    }
+    out.push_str(r#","http":{"#);
+    if h.response && h.status > 0 {
+        let _ = write!(out, r#""code":{},"#, h.status);
+    }
+    let _ = write!(out, r#""method":"{}","url":"{}","protocol":"HTTP/1.1","headers":["#, h.method, h.url);
+    for (i, (k, v)) in h.headers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, r#"{{"key":"{k}","value":"{v}"}}"#);
+    }
+    out.push_str("]}}");
+    if h.response {
+        out.push_str(r#","reply":true"#);
+    }
+    let _ = write!(
+        out,
+        r#","event_type":{{"type":129}},"traffic_direction":"{}","is_reply":{}"#,
+        if h.egress { "EGRESS" } else { "INGRESS" },
+        h.response
+    );
+    if let Some(t) = h.trace_id {
+        let _ = write!(out, r#","trace_context":{{"parent":{{"trace_id":"{t}"}}}}"#);
+    }
+    if h.response {
+        let _ = write!(
+            out,
+            r#","Summary":"HTTP/1.1 {} {}ms ({} {})""#,
+            h.status,
+            h.latency_ns / 1_000_000,
+            h.method,
+            h.url
+        );
+    } else {
+        let _ = write!(out, r#","Summary":"HTTP/1.1 {} {}""#, h.method, h.url);
+    }
+    suffix(out, time, node);
+}
+
+/// An L3/L4 TCP trace event (a SYN seen leaving the source endpoint).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_line(
+    out: &mut String,
+    time: i64,
+    uuid: &str,
+    node: usize,
+    src: &EndpointJson,
+    dst: &EndpointJson,
+    sport: u16,
+    dport: u16,
+) {
+    let l4 = format!(r#"{{"TCP":{{"source_port":{sport},"destination_port":{dport},"flags":{{"SYN":true}}}}}}"#);
+    prefix(out, time, uuid, "FORWARDED", src, dst, &l4, node, "");
+    out.push_str(r#","Type":"L3_L4""#);
+    node_fields(out, node);
+    out.push_str(
+        r#","event_type":{"type":4,"sub_type":3},"traffic_direction":"EGRESS","trace_observation_point":"TO_STACK","trace_reason":"NEW","is_reply":false,"interface":{"index":11,"name":"lxc0"},"Summary":"TCP Flags: SYN""#,
+    );
+    suffix(out, time, node);
+}
+
+/// A connection dropped by network policy.
+#[allow(clippy::too_many_arguments)]
+pub fn drop_line(
+    out: &mut String,
+    time: i64,
+    uuid: &str,
+    node: usize,
+    src: &EndpointJson,
+    dst: &EndpointJson,
+    sport: u16,
+    dport: u16,
+) {
+    let l4 = format!(r#"{{"TCP":{{"source_port":{sport},"destination_port":{dport},"flags":{{"SYN":true}}}}}}"#);
+    prefix(out, time, uuid, "DROPPED", src, dst, &l4, node, r#","drop_reason":133"#);
+    out.push_str(r#","Type":"L3_L4""#);
+    node_fields(out, node);
+    out.push_str(r#","event_type":{"type":1,"sub_type":133},"traffic_direction":"EGRESS","drop_reason_desc":"POLICY_DENIED","Summary":"TCP Flags: SYN""#);
+    suffix(out, time, node);
+}
+
+/// A DNS request or response seen by the DNS proxy.
+#[allow(clippy::too_many_arguments)]
+pub fn dns_line(
+    out: &mut String,
+    time: i64,
+    uuid: &str,
+    node: usize,
+    src: &EndpointJson,
+    dst: &EndpointJson,
+    sport: u16,
+    dport: u16,
+    query: &str,
+    response: bool,
+) {
+    let l4 = format!(r#"{{"UDP":{{"source_port":{sport},"destination_port":{dport}}}}}"#);
+    prefix(out, time, uuid, "FORWARDED", src, dst, &l4, node, "");
+    out.push_str(r#","Type":"L7""#);
+    node_fields(out, node);
+    if response {
+        let _ = write!(
+            out,
+            r#","l7":{{"type":"RESPONSE","dns":{{"query":"{query}","ips":["203.0.113.10"],"ttl":30,"observation_source":"proxy","qtypes":["A"],"rrtypes":["A"]}}}},"reply":true,"event_type":{{"type":129}},"traffic_direction":"EGRESS","is_reply":true,"Summary":"DNS Answer \"203.0.113.10\" TTL: 30 (Proxy {query} A)""#
+        );
+    } else {
+        let _ = write!(
+            out,
+            r#","l7":{{"type":"REQUEST","dns":{{"query":"{query}","observation_source":"proxy","qtypes":["A"]}}}},"event_type":{{"type":129}},"traffic_direction":"EGRESS","is_reply":false,"Summary":"DNS Query {query} A""#
+        );
+    }
+    suffix(out, time, node);
+}

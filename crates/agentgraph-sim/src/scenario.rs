@@ -1,0 +1,363 @@
+//! The scenario format: a small TOML description of an agent cluster — agents, whom they call,
+//! how often, how wide, how long they think, how much context they send — and the built-in
+//! scenarios.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// How requests carry (or do not carry) their identity from hop to hop.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrelationMode {
+    /// W3C `traceparent` on every hop (Hubble fills `trace_context`).
+    TraceContext,
+    /// One `X-Request-Id` propagated unchanged through every hop.
+    RequestId,
+    /// Nothing propagated: each hop's proxy makes up a fresh `X-Request-Id`.
+    None,
+}
+
+impl CorrelationMode {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "trace_context" | "trace" => Ok(CorrelationMode::TraceContext),
+            "request_id" => Ok(CorrelationMode::RequestId),
+            "none" => Ok(CorrelationMode::None),
+            other => Err(format!("unknown correlation mode `{other}` (trace_context, request_id or none)")),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CorrelationMode::TraceContext => "trace_context",
+            CorrelationMode::RequestId => "request_id",
+            CorrelationMode::None => "none",
+        }
+    }
+}
+
+/// A range `[min, max]` sampled log-uniformly (sizes, durations) — written `[min, max]`.
+pub type Range = [f64; 2];
+
+/// A whole scenario file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Kubernetes nodes the pods are spread over.
+    #[serde(default = "default_nodes")]
+    pub nodes: usize,
+    /// Each node's clock is off by up to this much (milliseconds, either way).
+    #[serde(default = "default_skew")]
+    pub clock_skew_ms: f64,
+    /// One-way time between the client's and the server's proxy (milliseconds).
+    #[serde(default = "default_network")]
+    pub network_ms: Range,
+    /// Both the client's egress proxy and the server's ingress proxy record each call.
+    #[serde(default = "yes")]
+    pub both_copies: bool,
+    #[serde(default = "default_correlation")]
+    pub correlation: CorrelationMode,
+    /// Mean number of requests in flight at once (1 = one after another).
+    #[serde(default = "one")]
+    pub concurrency: f64,
+    /// Idle time between serial requests (milliseconds).
+    #[serde(default = "default_gap")]
+    pub gap_ms: Range,
+    /// A client gives up on a call that gets no response after this long (milliseconds).
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout_ms: f64,
+    /// The agent that receives end-to-end requests, and from whom.
+    pub entry: Entry,
+    pub agents: Vec<Agent>,
+    #[serde(default)]
+    pub noise: Noise,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The client agent (e.g. an ingress gateway) that sends each request.
+    pub from: String,
+    pub to: String,
+    #[serde(default = "default_entry_path")]
+    pub path: String,
+    #[serde(default = "default_request_bytes")]
+    pub request_bytes: Range,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    /// A pod per call, named `<name>-<random>` (an ephemeral sub-agent).
+    Job,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub name: String,
+    pub namespace: String,
+    #[serde(default = "default_kind")]
+    pub kind: WorkloadKind,
+    #[serde(default = "one_usize")]
+    pub replicas: usize,
+    /// Extra pod labels (`app=<name>` is always set, or `agent-role=<name>` for Jobs).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Time before the first call, between sequential calls and after the last (milliseconds):
+    /// the agent thinking (LLM reasoning time).
+    #[serde(default = "default_think")]
+    pub think_ms: Range,
+    /// Service time of an agent that calls nobody (milliseconds).
+    #[serde(default = "default_latency")]
+    pub latency_ms: Range,
+    #[serde(default = "default_response_bytes")]
+    pub response_bytes: Range,
+    /// Probability that a call to this agent fails with a 5xx status.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Probability that a call to this agent never gets a response.
+    #[serde(default)]
+    pub timeout_rate: f64,
+    #[serde(default)]
+    pub calls: Vec<CallSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    /// The agent called; `external:<host>` is an API outside the cluster, seen only at L3/L4
+    /// plus DNS.
+    pub to: String,
+    #[serde(default = "default_call_path")]
+    pub path: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Probability that this step happens at all.
+    #[serde(default = "one")]
+    pub probability: f64,
+    /// Smallest and largest number of calls in this step.
+    #[serde(default = "default_count")]
+    pub count: [usize; 2],
+    /// Pareto shape of the count between its bounds (smaller = heavier tail); absent = uniform.
+    #[serde(default)]
+    pub count_alpha: Option<f64>,
+    /// The calls of the step run at once (fan-out) instead of one after another.
+    #[serde(default)]
+    pub parallel: bool,
+    #[serde(default = "default_request_bytes")]
+    pub request_bytes: Range,
+}
+
+/// Background traffic that is not part of any agent request.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Noise {
+    /// DNS lookups per call (L7 DNS request and response records).
+    #[serde(default)]
+    pub dns_per_call: f64,
+    /// L3/L4 TCP trace flows per call.
+    #[serde(default)]
+    pub tcp_per_call: f64,
+    /// Prometheus scrapes (`GET /metrics`, their own one-call requests) per second.
+    #[serde(default)]
+    pub scrapes_per_second: f64,
+    /// Kubelet health checks (`GET /healthz` from `reserved:host`) per second.
+    #[serde(default)]
+    pub health_checks_per_second: f64,
+    /// Connections dropped by network policy (L3/L4 DROPPED flows) per second.
+    #[serde(default)]
+    pub policy_drops_per_second: f64,
+}
+
+fn default_nodes() -> usize {
+    3
+}
+fn default_skew() -> f64 {
+    3.0
+}
+fn default_network() -> Range {
+    [0.2, 1.5]
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn one_usize() -> usize {
+    1
+}
+fn default_correlation() -> CorrelationMode {
+    CorrelationMode::TraceContext
+}
+fn default_gap() -> Range {
+    [100.0, 400.0]
+}
+fn default_client_timeout() -> f64 {
+    30_000.0
+}
+fn default_entry_path() -> String {
+    "/v1/agent/execute".into()
+}
+fn default_request_bytes() -> Range {
+    [300.0, 20_000.0]
+}
+fn default_response_bytes() -> Range {
+    [200.0, 5_000.0]
+}
+fn default_kind() -> WorkloadKind {
+    WorkloadKind::Deployment
+}
+fn default_think() -> Range {
+    [50.0, 400.0]
+}
+fn default_latency() -> Range {
+    [20.0, 200.0]
+}
+fn default_call_path() -> String {
+    "/v1/task".into()
+}
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_count() -> [usize; 2] {
+    [1, 1]
+}
+
+/// The built-in scenarios, by name.
+pub const BUILTIN: [(&str, &str); 4] = [
+    ("support-desk", include_str!("../scenarios/support-desk.toml")),
+    ("research-swarm", include_str!("../scenarios/research-swarm.toml")),
+    ("code-review", include_str!("../scenarios/code-review.toml")),
+    ("job-spawner", include_str!("../scenarios/job-spawner.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(
+        "unknown scenario `{0}` (built in: support-desk, research-swarm, code-review, job-spawner; or a path to a .toml file)"
+    )]
+    Unknown(String),
+    #[error("cannot read scenario {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid scenario {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+impl Scenario {
+    /// A built-in scenario by name, or a scenario file by path.
+    pub fn load(name_or_path: &str) -> Result<Self, ScenarioError> {
+        let (name, text) = match BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            Some((n, t)) => (n.to_string(), t.to_string()),
+            None if name_or_path.ends_with(".toml") || std::path::Path::new(name_or_path).exists() => {
+                let text = std::fs::read_to_string(name_or_path)
+                    .map_err(|source| ScenarioError::Read { path: name_or_path.into(), source })?;
+                (name_or_path.to_string(), text)
+            }
+            None => return Err(ScenarioError::Unknown(name_or_path.into())),
+        };
+        Self::parse(&name, &text)
+    }
+
+    pub fn parse(name: &str, text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Invalid { name: name.into(), message: e.to_string() })?;
+        s.validate().map_err(|message| ScenarioError::Invalid { name: name.into(), message })?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let known = |n: &str| self.agents.iter().any(|a| a.name == n);
+        if !known(&self.entry.from) {
+            return Err(format!("entry.from `{}` is not an agent", self.entry.from));
+        }
+        if !known(&self.entry.to) {
+            return Err(format!("entry.to `{}` is not an agent", self.entry.to));
+        }
+        if self.nodes == 0 {
+            return Err("nodes must be at least 1".into());
+        }
+        if self.concurrency <= 0.0 {
+            return Err("concurrency must be positive".into());
+        }
+        for a in &self.agents {
+            if a.replicas == 0 {
+                return Err(format!("agent `{}` needs at least one replica", a.name));
+            }
+            for c in &a.calls {
+                if !c.to.starts_with("external:") && !known(&c.to) {
+                    return Err(format!("agent `{}` calls unknown agent `{}`", a.name, c.to));
+                }
+                if c.count[0] > c.count[1] {
+                    return Err(format!("agent `{}`: call count [{}, {}] is inverted", a.name, c.count[0], c.count[1]));
+                }
+            }
+            for r in [a.think_ms, a.latency_ms, a.response_bytes] {
+                if r[0] < 0.0 || r[0] > r[1] {
+                    return Err(format!("agent `{}`: range {r:?} must be [min, max] with 0 <= min <= max", a.name));
+                }
+            }
+        }
+        // A call graph with a cycle would recurse forever.
+        fn visit<'a>(s: &'a Scenario, name: &'a str, stack: &mut Vec<&'a str>) -> Result<(), String> {
+            if stack.contains(&name) {
+                return Err(format!("agents call each other in a cycle: {} -> {name}", stack.join(" -> ")));
+            }
+            stack.push(name);
+            if let Some(a) = s.agents.iter().find(|a| a.name == name) {
+                for c in a.calls.iter().filter(|c| !c.to.starts_with("external:")) {
+                    visit(s, &c.to, stack)?;
+                }
+            }
+            stack.pop();
+            Ok(())
+        }
+        visit(self, &self.entry.to, &mut Vec::new())
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse() {
+        for (name, _) in BUILTIN {
+            let s = Scenario::load(name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.name, name);
+        }
+    }
+
+    #[test]
+    fn rejects_cycles_and_unknown_agents() {
+        let text = r#"
+            name = "bad"
+            [entry]
+            from = "a"
+            to = "b"
+            [[agents]]
+            name = "a"
+            namespace = "x"
+            [[agents]]
+            name = "b"
+            namespace = "x"
+            [[agents.calls]]
+            to = "b"
+        "#;
+        let err = Scenario::parse("bad", text).unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let err = Scenario::parse("bad", &text.replace("to = \"b\"\n        \"#", "to = \"zzz\"")).unwrap_err();
+        assert!(err.to_string().contains("invalid scenario"), "{err}");
+    }
+}

@@ -1,0 +1,794 @@
+//! The simulator: runs a scenario's agents request by request, producing the Hubble records each
+//! call leaves at the client's egress and the server's ingress proxy (stamped with each node's
+//! skewed clock), background noise, and the ground truth of every request.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use serde::Serialize;
+
+use crate::hubble::{self, EndpointJson, HttpParts};
+use crate::rng::Rng;
+use crate::scenario::{Agent, CorrelationMode, Scenario, WorkloadKind};
+
+const MS: f64 = 1e6;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    /// Stop after this many end-to-end requests.
+    pub requests: Option<usize>,
+    /// Requests started per second (Poisson arrivals); overrides the scenario's concurrency.
+    pub rate: Option<f64>,
+    /// Stop starting requests after this much simulated time (nanoseconds).
+    pub duration: Option<i64>,
+    pub correlation: Option<CorrelationMode>,
+    pub concurrency: Option<f64>,
+    /// Simulated time of the first request (nanoseconds since the epoch).
+    pub start: i64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            seed: 1,
+            requests: Some(100),
+            rate: None,
+            duration: None,
+            correlation: None,
+            concurrency: None,
+            // 2026-11-25T10:00:00Z
+            start: 1_795_600_800_000_000_000,
+        }
+    }
+}
+
+/// One call of the ground truth.
+#[derive(Clone, Debug, Serialize)]
+pub struct TruthCall {
+    pub id: String,
+    pub parent: Option<String>,
+    pub client: String,
+    pub server: String,
+    pub client_pod: String,
+    pub server_pod: String,
+    pub method: String,
+    pub path: String,
+    pub status: Option<u16>,
+    /// Request time as the client-side proxy stamped it (the server side when only it saw it).
+    pub start: String,
+    pub duration_ms: Option<f64>,
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+}
+
+/// One end-to-end request of the ground truth.
+#[derive(Clone, Debug, Serialize)]
+pub struct TruthRequest {
+    pub id: String,
+    pub root: String,
+    pub calls: Vec<TruthCall>,
+}
+
+/// Totals of a run.
+#[derive(Clone, Debug, Default)]
+pub struct SimSummary {
+    pub requests: usize,
+    pub calls: usize,
+    pub flows: usize,
+    pub http_records: usize,
+    pub simulated_ns: i64,
+}
+
+struct AgentRuntime {
+    spec: Agent,
+    pods: Vec<EndpointJson>,
+    identity: u32,
+}
+
+struct Cluster {
+    agents: Vec<AgentRuntime>,
+    hosts: Vec<EndpointJson>,
+    prometheus: EndpointJson,
+    kube_dns: EndpointJson,
+    world: EndpointJson,
+    next_endpoint_id: u32,
+    next_ip: u32,
+}
+
+fn pod_labels(agent: &Agent, job: bool) -> Vec<String> {
+    let mut labels = vec![
+        if job { format!("k8s:agent-role={}", agent.name) } else { format!("k8s:app={}", agent.name) },
+        format!("k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={}", agent.namespace),
+        "k8s:io.cilium.k8s.policy.cluster=default".to_string(),
+        format!("k8s:io.cilium.k8s.policy.serviceaccount={}", agent.name),
+        format!("k8s:io.kubernetes.pod.namespace={}", agent.namespace),
+    ];
+    labels.extend(agent.labels.iter().map(|(k, v)| format!("k8s:{k}={v}")));
+    labels.sort();
+    labels
+}
+
+impl Cluster {
+    fn build(s: &Scenario, rng: &mut Rng) -> Self {
+        let mut c = Cluster {
+            agents: Vec::new(),
+            hosts: (0..s.nodes).map(|n| EndpointJson::reserved(1, "host", format!("172.18.0.{}", n + 2), n)).collect(),
+            prometheus: EndpointJson::reserved(0, "x", String::new(), 0),
+            kube_dns: EndpointJson::reserved(0, "x", String::new(), 0),
+            world: EndpointJson::reserved(2, "world", "203.0.113.10".into(), usize::MAX),
+            next_endpoint_id: 100,
+            next_ip: 0,
+        };
+        for (i, a) in s.agents.iter().enumerate() {
+            let identity = 20_000 + i as u32 * 17;
+            let mut rt = AgentRuntime { spec: a.clone(), pods: Vec::new(), identity };
+            if a.kind != WorkloadKind::Job {
+                let hash = rng.k8s_suffix(10);
+                for r in 0..a.replicas {
+                    let (pod_name, kind) = match a.kind {
+                        WorkloadKind::StatefulSet => (format!("{}-{r}", a.name), "StatefulSet"),
+                        WorkloadKind::DaemonSet => (format!("{}-{}", a.name, rng.k8s_suffix(5)), "DaemonSet"),
+                        _ => (format!("{}-{hash}-{}", a.name, rng.k8s_suffix(5)), "Deployment"),
+                    };
+                    let node = (i + r) % s.nodes;
+                    let pod = c.make_pod(a, &pod_name, (&a.name.clone(), kind), identity, node, false);
+                    rt.pods.push(pod);
+                }
+            }
+            c.agents.push(rt);
+        }
+        let monitoring = Agent { name: "prometheus".into(), namespace: "monitoring".into(), ..s.agents[0].clone() };
+        c.prometheus = c.make_pod(&monitoring, "prometheus-0", ("prometheus", "StatefulSet"), 9000, 0, false);
+        let dns = Agent { name: "coredns".into(), namespace: "kube-system".into(), ..s.agents[0].clone() };
+        c.kube_dns = c.make_pod(
+            &dns,
+            &format!("coredns-{}-{}", rng.k8s_suffix(10), rng.k8s_suffix(5)),
+            ("coredns", "Deployment"),
+            9001,
+            0,
+            false,
+        );
+        c
+    }
+
+    fn make_pod(
+        &mut self,
+        a: &Agent,
+        pod_name: &str,
+        workload: (&str, &str),
+        identity: u32,
+        node: usize,
+        job: bool,
+    ) -> EndpointJson {
+        self.next_endpoint_id += 1;
+        self.next_ip += 1;
+        let ip = format!("10.244.{}.{}", node, 2 + self.next_ip % 250);
+        EndpointJson::pod(
+            self.next_endpoint_id,
+            identity,
+            &a.namespace,
+            &pod_labels(a, job),
+            pod_name,
+            workload,
+            ip,
+            node,
+            format!("{}/{}", a.namespace, a.name),
+        )
+    }
+}
+
+struct SimCall {
+    parent: Option<usize>,
+    client: EndpointJson,
+    server: EndpointJson,
+    method: String,
+    path: String,
+    host: String,
+    start: i64,
+    server_start: i64,
+    server_end: i64,
+    end: i64,
+    answered: bool,
+    status: u16,
+    request_bytes: u64,
+    response_bytes: u64,
+    client_port: u16,
+    span: String,
+    request_id: String,
+    egress_copy: bool,
+    ingress_copy: bool,
+}
+
+/// A record waiting to be written in time order.
+struct Pending {
+    time: i64,
+    seq: u64,
+    node: usize,
+    line: String,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.time, self.seq) == (o.time, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(o.time, o.seq))
+    }
+}
+
+/// The simulator's state while it runs.
+pub struct Simulator<'s> {
+    scenario: &'s Scenario,
+    opts: SimOptions,
+    correlation: CorrelationMode,
+    rng: Rng,
+    cluster: Cluster,
+    skew: Vec<i64>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    next_port: u16,
+    summary: SimSummary,
+}
+
+impl<'s> Simulator<'s> {
+    pub fn new(scenario: &'s Scenario, opts: SimOptions) -> Self {
+        let mut rng = Rng::new(opts.seed);
+        let cluster = Cluster::build(scenario, &mut rng.fork(1));
+        let mut skew_rng = rng.fork(2);
+        let skew = (0..scenario.nodes)
+            .map(|n| {
+                if n == 0 { 0 } else { (skew_rng.uniform(-scenario.clock_skew_ms, scenario.clock_skew_ms) * MS) as i64 }
+            })
+            .collect();
+        let correlation = opts.correlation.unwrap_or(scenario.correlation);
+        Simulator {
+            scenario,
+            opts,
+            correlation,
+            rng,
+            cluster,
+            skew,
+            pending: BinaryHeap::new(),
+            seq: 0,
+            next_port: 32768,
+            summary: SimSummary::default(),
+        }
+    }
+
+    /// Runs the simulation, handing each flow line (with its node) and each truth request to
+    /// the callbacks, lines in stamped-time order.
+    pub fn run(
+        mut self,
+        mut flows: impl FnMut(usize, &str) -> std::io::Result<()>,
+        mut truth: impl FnMut(&TruthRequest) -> std::io::Result<()>,
+    ) -> std::io::Result<SimSummary> {
+        let concurrency = self.opts.concurrency.unwrap_or(self.scenario.concurrency);
+        // Mean request duration, from a pilot run on a separate random stream, sets the arrival
+        // rate that gives the requested concurrency.
+        let mean_duration = if self.opts.rate.is_none() && concurrency > 1.0 {
+            let mut pilot =
+                Simulator::new(self.scenario, SimOptions { seed: self.opts.seed ^ 0x5eed, ..self.opts.clone() });
+            let mut total = 0i64;
+            for i in 0..30 {
+                let (req, end) = pilot.request(i, 0);
+                total += end;
+                drop(req);
+            }
+            total as f64 / 30.0
+        } else {
+            0.0
+        };
+        let max_skew = (self.scenario.clock_skew_ms * MS) as i64 + 1_000_000;
+        let start = self.opts.start;
+        let mut t = start;
+        let mut noise_t = start;
+        let mut i = 0usize;
+        loop {
+            if self.opts.requests.is_some_and(|n| i >= n) || self.opts.duration.is_some_and(|d| t >= start + d) {
+                break;
+            }
+            self.noise(noise_t, t, &mut truth)?;
+            noise_t = t;
+            let (req, end) = self.request(i, t);
+            truth(&req)?;
+            self.summary.requests += 1;
+            self.summary.calls += req.calls.len();
+            i += 1;
+            // Records of later requests are stamped no earlier than `t - max_skew`.
+            self.flush(Some(t - max_skew), &mut flows)?;
+            t = if let Some(rate) = self.opts.rate {
+                t + (self.rng.exponential(1.0 / rate) * 1e9) as i64
+            } else if concurrency <= 1.0 {
+                end + (self.rng.log_uniform(self.scenario.gap_ms) * MS) as i64
+            } else {
+                t + (self.rng.exponential(mean_duration / concurrency)) as i64
+            };
+        }
+        self.flush(None, &mut flows)?;
+        self.summary.simulated_ns = t - start;
+        Ok(self.summary)
+    }
+
+    fn flush(
+        &mut self,
+        before: Option<i64>,
+        flows: &mut impl FnMut(usize, &str) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        while let Some(Reverse(p)) = self.pending.peek() {
+            if before.is_some_and(|b| p.time >= b) {
+                break;
+            }
+            let Reverse(p) = self.pending.pop().expect("peeked");
+            flows(p.node, &p.line)?;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, true_time: i64, node: usize, write: impl FnOnce(&mut String, i64, &str)) {
+        let time = true_time + self.skew[node];
+        let uuid = {
+            let h = self.rng.hex(32);
+            format!("{}-{}-4{}-a{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+        };
+        let mut line = String::with_capacity(2600);
+        write(&mut line, time, &uuid);
+        // The writers end each line with a newline; callbacks get the line without it.
+        line.pop();
+        self.seq += 1;
+        self.summary.flows += 1;
+        self.pending.push(Reverse(Pending { time, seq: self.seq, node, line }));
+    }
+
+    fn port(&mut self) -> u16 {
+        self.next_port = if self.next_port >= 60999 { 32768 } else { self.next_port + 1 };
+        self.next_port
+    }
+
+    /// Simulates one end-to-end request starting at `t`; returns its truth and its end time.
+    fn request(&mut self, index: usize, t: i64) -> (TruthRequest, i64) {
+        let entry = self.scenario.entry.clone();
+        let from = self.agent_index(&entry.from);
+        let to = self.agent_index(&entry.to);
+        let client = self.pick_pod(from);
+        let trace_id = self.rng.hex(32);
+        let request_id = self.uuid();
+        let mut calls: Vec<SimCall> = Vec::new();
+        let bytes = entry.request_bytes;
+        let end = self.call(&mut calls, None, client, to, "POST", &entry.path, bytes, t, &request_id);
+        let truth = self.finish_request(index, &calls, &trace_id, &request_id);
+        (truth, end)
+    }
+
+    fn uuid(&mut self) -> String {
+        let h = self.rng.hex(32);
+        format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    }
+
+    fn agent_index(&self, name: &str) -> usize {
+        self.cluster.agents.iter().position(|a| a.spec.name == name).expect("validated scenario")
+    }
+
+    fn pick_pod(&mut self, agent: usize) -> EndpointJson {
+        let a = &self.cluster.agents[agent];
+        if a.spec.kind == WorkloadKind::Job {
+            let spec = a.spec.clone();
+            let identity = a.identity;
+            let name = format!("{}-{}", spec.name, self.rng.k8s_suffix(5));
+            let job = format!("{}-run-{}", spec.name, self.rng.hex(8));
+            let node = self.rng.int(0, self.scenario.nodes - 1);
+            return self.cluster.make_pod(&spec, &name, (&job, "Job"), identity, node, true);
+        }
+        let i = self.rng.int(0, a.pods.len() - 1);
+        a.pods[i].clone()
+    }
+
+    /// Simulates a call from `client` to an agent, with everything the server does to answer
+    /// it; returns the time the client sees the response (or gives up).
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        calls: &mut Vec<SimCall>,
+        parent: Option<usize>,
+        client: EndpointJson,
+        agent: usize,
+        method: &str,
+        path: &str,
+        request_bytes: [f64; 2],
+        t0: i64,
+        request_id: &str,
+    ) -> i64 {
+        let server = self.pick_pod(agent);
+        let spec = self.cluster.agents[agent].spec.clone();
+        let net = |rng: &mut Rng, s: &Scenario| (rng.log_uniform(s.network_ms) * MS) as i64;
+        let server_start = t0 + net(&mut self.rng, self.scenario);
+        let idx = calls.len();
+        let rid = if self.correlation == CorrelationMode::RequestId { request_id.to_string() } else { self.uuid() };
+        let span = self.rng.hex(16);
+        let port = self.port();
+        calls.push(SimCall {
+            parent,
+            client: client.clone(),
+            server: server.clone(),
+            method: method.into(),
+            path: path.into(),
+            host: spec.name.clone(),
+            start: t0,
+            server_start,
+            server_end: server_start,
+            end: t0,
+            answered: true,
+            status: 200,
+            request_bytes: self.rng.log_uniform(request_bytes) as u64,
+            response_bytes: self.rng.log_uniform(spec.response_bytes) as u64,
+            client_port: port,
+            span,
+            request_id: rid,
+            egress_copy: true,
+            ingress_copy: self.scenario.both_copies,
+        });
+        self.per_call_noise(&client, &spec, t0);
+        let mut t = server_start;
+        if spec.calls.is_empty() {
+            t += (self.rng.log_uniform(spec.latency_ms) * MS) as i64;
+        } else {
+            t += (self.rng.log_uniform(spec.think_ms) * MS) as i64;
+            for step in &spec.calls {
+                if !self.rng.chance(step.probability) {
+                    continue;
+                }
+                let n = match step.count_alpha {
+                    Some(alpha) => self.rng.pareto_int(step.count[0], step.count[1], alpha),
+                    None => self.rng.int(step.count[0], step.count[1]),
+                };
+                if let Some(host) = step.to.strip_prefix("external:") {
+                    for _ in 0..n {
+                        t = self.external_call(&server, host, t);
+                    }
+                    continue;
+                }
+                let target = self.agent_index(&step.to);
+                if step.parallel {
+                    let mut latest = t;
+                    let mut ts = t;
+                    for _ in 0..n {
+                        let e = self.call(
+                            calls,
+                            Some(idx),
+                            server.clone(),
+                            target,
+                            &step.method,
+                            &step.path,
+                            step.request_bytes,
+                            ts,
+                            request_id,
+                        );
+                        latest = latest.max(e);
+                        ts += (self.rng.uniform(0.2, 3.0) * MS) as i64;
+                    }
+                    t = latest;
+                } else {
+                    for _ in 0..n {
+                        let e = self.call(
+                            calls,
+                            Some(idx),
+                            server.clone(),
+                            target,
+                            &step.method,
+                            &step.path,
+                            step.request_bytes,
+                            t,
+                            request_id,
+                        );
+                        t = e + (self.rng.uniform(1.0, 30.0) * MS) as i64;
+                    }
+                }
+                t += (self.rng.log_uniform(spec.think_ms) * MS * 0.5) as i64;
+            }
+        }
+        let c = &mut calls[idx];
+        c.server_end = t.max(c.server_start);
+        if self.rng.chance(spec.timeout_rate) {
+            c.answered = false;
+            c.end = t0 + (self.scenario.client_timeout_ms * MS) as i64;
+            return c.end;
+        }
+        if self.rng.chance(spec.error_rate) {
+            c.status = if self.rng.chance(0.5) { 503 } else { 500 };
+        }
+        c.end = c.server_end + net(&mut self.rng, self.scenario);
+        c.end
+    }
+
+    /// An API outside the cluster: DNS lookup, then a TCP connection seen only at L3/L4; the
+    /// caller waits for it.
+    fn external_call(&mut self, client: &EndpointJson, host: &str, t: i64) -> i64 {
+        let (sport, dport) = (self.port(), 53);
+        let dns = self.cluster.kube_dns.clone();
+        let query = format!("{host}.");
+        let node = client.node;
+        let c = client.clone();
+        self.emit(t, node, |out, time, uuid| {
+            hubble::dns_line(out, time, uuid, node, &c, &dns, sport, dport, &query, false)
+        });
+        let c = client.clone();
+        let dns2 = self.cluster.kube_dns.clone();
+        let q2 = query.clone();
+        self.emit(t + 800_000, node, |out, time, uuid| {
+            hubble::dns_line(out, time, uuid, node, &dns2, &c, dport, sport, &q2, true)
+        });
+        let port = self.port();
+        let world = self.cluster.world.clone();
+        let c = client.clone();
+        self.emit(t + 1_000_000, node, |out, time, uuid| {
+            hubble::tcp_line(out, time, uuid, node, &c, &world, port, 443)
+        });
+        t + 1_000_000 + (self.rng.log_uniform([50.0, 800.0]) * MS) as i64
+    }
+
+    fn per_call_noise(&mut self, client: &EndpointJson, server_spec: &Agent, t: i64) {
+        let noise = self.scenario.noise.clone();
+        if client.pod.is_empty() {
+            return;
+        }
+        if self.rng.chance(noise.dns_per_call) {
+            let (sport, dns, node) = (self.port(), self.cluster.kube_dns.clone(), client.node);
+            let q = format!("{}.{}.svc.cluster.local.", server_spec.name, server_spec.namespace);
+            let c = client.clone();
+            self.emit(t - 2_000_000, node, |o, time, u| {
+                hubble::dns_line(o, time, u, node, &c, &dns, sport, 53, &q, false)
+            });
+            let c = client.clone();
+            self.emit(t - 1_500_000, node, |o, time, u| {
+                hubble::dns_line(o, time, u, node, &dns, &c, 53, sport, &q, true)
+            });
+        }
+        if self.rng.chance(noise.tcp_per_call) {
+            let (sport, node) = (self.port(), client.node);
+            let c = client.clone();
+            let s = self.cluster.kube_dns.clone();
+            self.emit(t - 500_000, node, |o, time, u| hubble::tcp_line(o, time, u, node, &c, &s, sport, 8080));
+        }
+    }
+
+    /// Background traffic between `from` and `to`: scrapes and health checks (one-call requests
+    /// in the truth) and policy drops.
+    fn noise(
+        &mut self,
+        from: i64,
+        to: i64,
+        truth: &mut impl FnMut(&TruthRequest) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let noise = self.scenario.noise.clone();
+        for (rate, kind) in
+            [(noise.scrapes_per_second, 0), (noise.health_checks_per_second, 1), (noise.policy_drops_per_second, 2)]
+        {
+            if rate <= 0.0 {
+                continue;
+            }
+            let mut t = from + (self.rng.exponential(1.0 / rate) * 1e9) as i64;
+            while t < to {
+                let agent = self.rng.int(0, self.cluster.agents.len() - 1);
+                if self.cluster.agents[agent].spec.kind == WorkloadKind::Job {
+                    t += (self.rng.exponential(1.0 / rate) * 1e9) as i64;
+                    continue;
+                }
+                let target = self.pick_pod(agent);
+                match kind {
+                    2 => {
+                        let src = self.cluster.prometheus.clone();
+                        let (sport, node) = (self.port(), src.node);
+                        self.emit(t, node, |o, time, u| {
+                            hubble::drop_line(o, time, u, node, &src, &target, sport, 5432)
+                        });
+                    }
+                    _ => {
+                        let (client, path, ingress_only) = if kind == 0 {
+                            (self.cluster.prometheus.clone(), "/metrics", false)
+                        } else {
+                            (self.cluster.hosts[target.node].clone(), "/healthz", true)
+                        };
+                        let rid = self.uuid();
+                        let port = self.port();
+                        let latency = (self.rng.log_uniform([1.0, 40.0]) * MS) as i64;
+                        let call = SimCall {
+                            parent: None,
+                            client,
+                            server: target.clone(),
+                            method: "GET".into(),
+                            path: path.into(),
+                            host: target.pod.rsplit('/').next().unwrap_or("").to_string(),
+                            start: t,
+                            server_start: t + 300_000,
+                            server_end: t + 300_000 + latency,
+                            end: t + 600_000 + latency,
+                            answered: true,
+                            status: 200,
+                            request_bytes: 0,
+                            response_bytes: self.rng.log_uniform([500.0, 50_000.0]) as u64,
+                            client_port: port,
+                            span: self.rng.hex(16),
+                            request_id: rid.clone(),
+                            egress_copy: !ingress_only,
+                            ingress_copy: ingress_only || self.scenario.both_copies,
+                        };
+                        let calls = vec![call];
+                        let index = self.summary.requests + 1_000_000;
+                        let req = self.finish_request_with(index, &calls, None, &rid, true);
+                        truth(&req)?;
+                        self.summary.calls += 1;
+                    }
+                }
+                t += (self.rng.exponential(1.0 / rate) * 1e9) as i64;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_request(&mut self, index: usize, calls: &[SimCall], trace_id: &str, request_id: &str) -> TruthRequest {
+        let traced = (self.correlation == CorrelationMode::TraceContext).then_some(trace_id);
+        self.finish_request_with(index, calls, traced, request_id, false)
+    }
+
+    /// Emits the Hubble records of a request's calls and builds its truth.
+    fn finish_request_with(
+        &mut self,
+        index: usize,
+        calls: &[SimCall],
+        trace_id: Option<&str>,
+        _request_id: &str,
+        noise: bool,
+    ) -> TruthRequest {
+        let mut truth_calls = Vec::with_capacity(calls.len());
+        // Truth ids follow the client-side start order, like the analyzer's.
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by_key(|&i| (self.stamped_client_start(&calls[i]), i));
+        let mut id_of = vec![0usize; calls.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            id_of[i] = pos;
+        }
+        for &i in &order {
+            let c = &calls[i];
+            self.emit_call(c, trace_id);
+            let (start, duration) = if c.egress_copy {
+                (c.start + self.skew[c.client.node], c.answered.then(|| (c.end - c.start) as f64 / MS))
+            } else {
+                (
+                    c.server_start + self.skew[c.server.node],
+                    c.answered.then(|| (c.server_end - c.server_start) as f64 / MS),
+                )
+            };
+            truth_calls.push(TruthCall {
+                id: format!("c{}", id_of[i]),
+                parent: c.parent.map(|p| format!("c{}", id_of[p])),
+                client: c.client.agent.clone(),
+                server: c.server.agent.clone(),
+                client_pod: c.client.pod.clone(),
+                server_pod: c.server.pod.clone(),
+                method: c.method.clone(),
+                path: c.path.clone(),
+                status: c.answered.then_some(c.status),
+                start: agentgraph_proto::time::format_rfc3339_nanos(start),
+                duration_ms: duration,
+                request_bytes: (c.method != "GET").then_some(c.request_bytes),
+                response_bytes: c.answered.then_some(c.response_bytes),
+            });
+        }
+        let root = calls.first().map(|c| c.server.agent.clone()).unwrap_or_default();
+        TruthRequest {
+            id: if noise { format!("noise-{index}") } else { format!("r{index}") },
+            root,
+            calls: truth_calls,
+        }
+    }
+
+    fn stamped_client_start(&self, c: &SimCall) -> i64 {
+        if c.egress_copy { c.start + self.skew[c.client.node] } else { c.server_start + self.skew[c.server.node] }
+    }
+
+    fn emit_call(&mut self, c: &SimCall, trace_id: Option<&str>) {
+        let url = format!("http://{}:8080{}", c.host, c.path);
+        let mut req_headers: Vec<(&str, String)> = Vec::with_capacity(6);
+        if c.method != "GET" {
+            req_headers.push(("Content-Length", c.request_bytes.to_string()));
+            req_headers.push(("Content-Type", "application/json".into()));
+        }
+        if let Some(t) = trace_id {
+            req_headers.push(("Traceparent", format!("00-{t}-{}-01", c.span)));
+        }
+        req_headers.push(("User-Agent", "agent-runtime/1.4".into()));
+        req_headers.push(("X-Request-Id", c.request_id.clone()));
+        let resp_headers: Vec<(&str, String)> = vec![
+            ("Content-Length", c.response_bytes.to_string()),
+            ("Content-Type", "application/json".into()),
+            ("X-Request-Id", c.request_id.clone()),
+        ];
+        let server_port = 8080u16;
+        let copies = [
+            (true, c.egress_copy, c.client.node, c.start, c.end),
+            (false, c.ingress_copy, c.server.node, c.server_start, c.server_end),
+        ];
+        for (egress, present, node, req_t, resp_t) in copies {
+            if !present {
+                continue;
+            }
+            self.summary.http_records += 1;
+            let (client, server) = (c.client.clone(), c.server.clone());
+            let (method, url_r, headers) = (c.method.clone(), url.clone(), req_headers.clone());
+            let port = c.client_port;
+            self.emit(req_t, node, |o, time, u| {
+                let parts = HttpParts {
+                    response: false,
+                    egress,
+                    method: &method,
+                    url: &url_r,
+                    status: 0,
+                    latency_ns: 0,
+                    headers: &headers,
+                    trace_id,
+                };
+                hubble::http_line(o, time, u, node, &client, &server, port, server_port, &parts)
+            });
+            if c.answered {
+                self.summary.http_records += 1;
+                let (method, url_r, headers) = (c.method.clone(), url.clone(), resp_headers.clone());
+                let (client, server) = (c.client.clone(), c.server.clone());
+                let status = c.status;
+                self.emit(resp_t, node, |o, time, u| {
+                    let parts = HttpParts {
+                        response: true,
+                        egress,
+                        method: &method,
+                        url: &url_r,
+                        status,
+                        latency_ns: resp_t - req_t,
+                        headers: &headers,
+                        trace_id,
+                    };
+                    hubble::http_line(o, time, u, node, &server, &client, server_port, port, &parts)
+                });
+            }
+        }
+    }
+}
+
+/// Writes the truth document (`agentgraph.truth/v1`) request by request.
+pub struct TruthWriter<W: std::io::Write> {
+    out: W,
+    first: bool,
+}
+
+impl<W: std::io::Write> TruthWriter<W> {
+    pub fn new(mut out: W, scenario: &str, seed: u64, correlation: CorrelationMode) -> std::io::Result<Self> {
+        write!(
+            out,
+            "{{\"schema\":\"agentgraph.truth/v1\",\"scenario\":{},\"seed\":{seed},\"correlation\":\"{}\",\"requests\":[",
+            serde_json::to_string(scenario).unwrap_or_default(),
+            correlation.as_str()
+        )?;
+        Ok(TruthWriter { out, first: true })
+    }
+
+    pub fn request(&mut self, r: &TruthRequest) -> std::io::Result<()> {
+        if !self.first {
+            self.out.write_all(b",\n")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut self.out, r).map_err(std::io::Error::other)
+    }
+
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.out.write_all(b"]}\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
