@@ -13,6 +13,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
+use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, beam_assign};
 use crate::names::AgentNamer;
 use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
 use agentgraph_proto::FlowView;
@@ -80,7 +81,7 @@ type CallId = u64;
 type GroupId = u64;
 
 /// Where a call's server runs: its pod, or its address when it has none.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Place {
     Pod(Arc<str>),
     Addr(IpAddr),
@@ -136,6 +137,14 @@ struct Call {
     /// Calls its client pod was serving when this call's request was seen: the parent
     /// candidates should this call never be answered.
     in_flight_at_start: Vec<CallId>,
+    /// Calls linked to this one as their parent.
+    children: Vec<CallId>,
+    /// Equally good parent candidates awaiting a joint decision (best first by the simple rule).
+    pending: Option<Vec<CallId>>,
+    /// This call's parent was inferred jointly (its timing teaches nothing certain).
+    inferred: bool,
+    /// This call was a candidate in a joint decision (its children may be incomplete).
+    contested: bool,
 }
 
 impl Call {
@@ -164,6 +173,10 @@ struct Group {
     created: Nanos,
     /// Earliest start of its calls (key of `Engine::group_starts`).
     first_start: Nanos,
+    /// Pending calls of other groups that may still be linked to a call of this group.
+    claims: usize,
+    /// Calls of this group waiting for their parent to be decided.
+    awaiting: usize,
     trace_ids: Vec<u128>,
     request_ids: Vec<Arc<str>>,
 }
@@ -220,6 +233,11 @@ pub struct Engine {
     /// Groups by the start of their earliest call, for start-ordered output.
     group_starts: std::collections::BTreeSet<(Nanos, GroupId)>,
     out: Vec<RequestGraph>,
+    /// Calls awaiting a joint parent decision, by the pod that made them.
+    pending_children: HashMap<Place, Vec<CallId>>,
+    resolve_checks: BinaryHeap<Reverse<(Nanos, Place)>>,
+    /// Timing statistics learned from unambiguous parents, by (agent, path).
+    timing: HashMap<(Arc<str>, Arc<str>), EdgeTiming>,
     /// Ids handed out already, to keep ids unique when a trace or request id recurs.
     id_uses: HashMap<String, u32>,
 }
@@ -248,6 +266,9 @@ impl Engine {
             group_order: VecDeque::new(),
             group_starts: std::collections::BTreeSet::new(),
             out: Vec::new(),
+            pending_children: HashMap::new(),
+            resolve_checks: BinaryHeap::new(),
+            timing: HashMap::new(),
             id_uses: HashMap::new(),
         }
     }
@@ -355,6 +376,11 @@ impl Engine {
         for id in open {
             self.close(id, self.now, true);
         }
+        let places: Vec<Place> = self.pending_children.keys().cloned().collect();
+        for p in places {
+            self.resolve(&p, true);
+        }
+        self.resolve_checks.clear();
         let mut order: Vec<GroupId> = self.group_order.drain(..).collect();
         order.retain(|g| self.groups.contains_key(g));
         for g in order {
@@ -370,6 +396,15 @@ impl Engine {
             return;
         }
         loop {
+            if let Some(Reverse((t, _))) = self.resolve_checks.peek()
+                && *t <= time
+                && self.expiries.peek().is_none_or(|Reverse((e, _))| *t <= *e)
+            {
+                let Reverse((t, place)) = self.resolve_checks.pop().expect("peeked");
+                self.now = self.now.max(t);
+                self.resolve(&place, false);
+                continue;
+            }
             let next_expiry = self.expiries.peek().map(|Reverse((t, _))| *t);
             let next_check = self.group_checks.peek().map(|Reverse((t, _))| *t);
             match (next_expiry, next_check) {
@@ -436,6 +471,8 @@ impl Engine {
             .filter(|(_, c)| c.obs[other].present && !c.obs[slot].present && c.url_key == r.url_key)
             .filter(|(_, c)| same_opt(&c.request_id, &r.request_id) && same_opt(&c.trace_id, &r.trace_id))
             .filter(|(_, c)| c.client.ip == r.client.ip && c.server.ip == r.server.ip)
+            // The same 5-tuple: parallel calls to one pod differ only in the client port.
+            .filter(|(_, c)| c.client.port == 0 || r.client.port == 0 || c.client.port == r.client.port)
             .filter_map(|(id, c)| {
                 let o = &c.obs[other];
                 let reference = if r.is_response { o.end.or(o.start) } else { o.start };
@@ -654,6 +691,10 @@ impl Engine {
             parent: None,
             confidence: 1.0,
             in_flight_at_start: Vec::new(),
+            children: Vec::new(),
+            pending: None,
+            inferred: false,
+            contested: false,
         };
         if let Some(p) = place(&call.server) {
             self.inbound.entry(p).or_default().push(id);
@@ -694,6 +735,8 @@ impl Engine {
             last_activity: time,
             created: time,
             first_start: time,
+            claims: 0,
+            awaiting: 0,
             trace_ids: Vec::new(),
             request_ids: Vec::new(),
         };
@@ -737,7 +780,14 @@ impl Engine {
             g.last_activity = g.last_activity.max(time);
         }
         self.decide_parent(id);
-        let group = self.calls[&id].group;
+        let call = &self.calls[&id];
+        let group = call.group;
+        // A closed incoming call may make its pod's pending decisions decidable.
+        if let Some(p) = place(&call.server)
+            && self.pending_children.contains_key(&p)
+        {
+            self.resolve_checks.push(Reverse((time + self.resolve_margin(), p)));
+        }
         self.group_checks.push(Reverse((time + self.config.linger, group)));
     }
 
@@ -823,16 +873,157 @@ impl Engine {
         }
         let Some(&(top_tier, _, _)) = best.iter().max_by_key(|(t, s, pid)| (*t, *s, Reverse(*pid))) else { return };
         let equals: Vec<&(u8, Nanos, CallId)> = best.iter().filter(|(t, _, _)| *t == top_tier).collect();
-        let &&(_, _, parent) = equals.iter().max_by_key(|(_, s, pid)| (*s, Reverse(*pid))).expect("non-empty");
-        let base = if top_tier > 0 { 1.0 } else { 0.9 };
-        let confidence = base / equals.len() as f64;
-        let parent_group = self.calls[&parent].group;
+        let mut ranked: Vec<(Nanos, CallId)> = equals.iter().map(|&&(_, start, pid)| (start, pid)).collect();
+        // The simple rule's preference first: latest-started.
+        ranked.sort_by_key(|&(start, pid)| (Reverse(start), pid));
+        if ranked.len() == 1 {
+            self.link(id, ranked[0].1, if top_tier > 0 { 1.0 } else { 0.9 });
+            return;
+        }
+        // Several equally good candidates: decide jointly with the pod's other ambiguous calls
+        // once every candidate has completed.
+        let candidates: Vec<CallId> = ranked.into_iter().map(|(_, pid)| pid).collect();
+        for c in &candidates {
+            let g = self.calls[c].group;
+            if let Some(group) = self.groups.get_mut(&g) {
+                group.claims += 1;
+            }
+        }
         let call = self.calls.get_mut(&id).expect("exists");
+        call.pending = Some(candidates);
+        let g = call.group;
+        if let Some(group) = self.groups.get_mut(&g) {
+            group.awaiting += 1;
+        }
+        self.pending_children.entry(client_place.clone()).or_default().push(id);
+        self.resolve_checks.push(Reverse((self.now + self.resolve_margin(), client_place)));
+    }
+
+    /// How long after its last candidate completed a pending decision waits for late records.
+    fn resolve_margin(&self) -> Nanos {
+        2 * self.config.clock_skew + self.config.dedup_window
+    }
+
+    /// Links `child` to `parent`, merging their requests.
+    fn link(&mut self, child: CallId, parent: CallId, confidence: f64) {
+        let parent_group = self.calls[&parent].group;
+        self.calls.get_mut(&parent).expect("exists").children.push(child);
+        let call = self.calls.get_mut(&child).expect("exists");
         call.parent = Some(parent);
         call.confidence = confidence;
         let child_group = call.group;
         if child_group != parent_group {
             self.merge_groups(parent_group, child_group);
+        }
+    }
+
+    /// Decides the pending calls of pod `place` whose candidates have all completed (all of
+    /// them when `force`), jointly, by the learned timing statistics.
+    fn resolve(&mut self, place: &Place, force: bool) {
+        let Some(list) = self.pending_children.get(place) else { return };
+        let margin = self.resolve_margin();
+        let now = self.now;
+        let calls = &self.calls;
+        let ready: Vec<CallId> = list
+            .iter()
+            .copied()
+            .filter(|c| {
+                force
+                    || calls.get(c).and_then(|c| c.pending.as_ref()).is_none_or(|cands| {
+                        cands
+                            .iter()
+                            .all(|p| calls.get(p).is_none_or(|p| p.closed_at.is_some_and(|t| t + margin <= now)))
+                    })
+            })
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        let list = self.pending_children.get_mut(place).expect("present");
+        list.retain(|c| !ready.contains(c));
+        if list.is_empty() {
+            self.pending_children.remove(place);
+        }
+        // The parents in play and the children to place, in start order.
+        let mut parent_ids: Vec<CallId> = Vec::new();
+        let mut children: Vec<(CallId, Interval, Vec<CallId>)> = Vec::new();
+        for &c in &ready {
+            let Some(call) = self.calls.get_mut(&c) else { continue };
+            let cands: Vec<CallId> = call.pending.take().unwrap_or_default();
+            let g = call.group;
+            let (_, s, e) = call.made_view();
+            let start = s.unwrap_or(0);
+            let end = if call.unanswered { start } else { e.unwrap_or(start) };
+            if let Some(group) = self.groups.get_mut(&g) {
+                group.awaiting = group.awaiting.saturating_sub(1);
+            }
+            let mut alive = Vec::new();
+            for p in cands {
+                let Some(pc) = self.calls.get_mut(&p) else { continue };
+                pc.contested = true;
+                let pg = pc.group;
+                if let Some(group) = self.groups.get_mut(&pg) {
+                    group.claims = group.claims.saturating_sub(1);
+                }
+                alive.push(p);
+                if !parent_ids.contains(&p) {
+                    parent_ids.push(p);
+                }
+            }
+            children.push((c, Interval { start, end }, alive));
+        }
+        children.sort_by_key(|(id, iv, _)| (iv.start, *id));
+        let slots: Vec<ParentSlot> = parent_ids
+            .iter()
+            .map(|p| {
+                let pc = &self.calls[p];
+                let (_, s, e) = pc.served_view();
+                let start = s.unwrap_or(0);
+                let end = e.or(pc.closed_at).unwrap_or(start).max(start);
+                let fixed = pc
+                    .children
+                    .iter()
+                    .filter_map(|k| self.calls.get(k))
+                    .filter_map(|k| {
+                        let (_, s, e) = k.made_view();
+                        let s = s?;
+                        Some(Interval { start: s, end: e.unwrap_or(s) })
+                    })
+                    .collect();
+                let timing =
+                    self.timing.get(&(pc.server.info.agent.clone(), pc.path.clone())).cloned().unwrap_or_default();
+                ParentSlot { interval: Interval { start, end }, fixed, timing }
+            })
+            .collect();
+        let child_slots: Vec<ChildSlot> = children
+            .iter()
+            .map(|(_, iv, cands)| ChildSlot {
+                interval: *iv,
+                candidates: cands.iter().map(|p| parent_ids.iter().position(|x| x == p).expect("listed")).collect(),
+            })
+            .collect();
+        // A child whose candidates were all emitted early stays a root.
+        let solvable: Vec<usize> = (0..child_slots.len()).filter(|&i| !child_slots[i].candidates.is_empty()).collect();
+        let problem: Vec<ChildSlot> = solvable.iter().map(|&i| child_slots[i].clone()).collect();
+        let assignment = beam_assign(&slots, &problem, 64);
+        let mut touched = Vec::new();
+        for (&i, (p, confidence)) in solvable.iter().zip(assignment) {
+            let child = children[i].0;
+            let parent = parent_ids[p];
+            self.calls.get_mut(&child).expect("listed").inferred = true;
+            self.link(child, parent, 0.9 * confidence);
+            touched.push(self.calls[&parent].group);
+        }
+        for (id, _, _) in &children {
+            if let Some(c) = self.calls.get(id) {
+                touched.push(c.group);
+            }
+        }
+        for g in touched {
+            if let Some(group) = self.groups.get(&g) {
+                let due = group.last_activity + self.config.linger;
+                self.group_checks.push(Reverse((due.max(self.now), g)));
+            }
         }
     }
 
@@ -854,6 +1045,8 @@ impl Engine {
         let dst = self.groups.get_mut(&into).expect("merge target exists");
         dst.calls.extend(src.calls);
         dst.open += src.open;
+        dst.claims += src.claims;
+        dst.awaiting += src.awaiting;
         dst.last_activity = dst.last_activity.max(src.last_activity);
         dst.created = dst.created.min(src.created);
         if src.first_start < dst.first_start {
@@ -868,7 +1061,7 @@ impl Engine {
 
     fn check_group(&mut self, g: GroupId) {
         let Some(group) = self.groups.get(&g) else { return };
-        if group.open > 0 {
+        if group.open > 0 || group.claims > 0 || group.awaiting > 0 {
             return;
         }
         let due = group.last_activity + self.config.linger;
@@ -877,6 +1070,43 @@ impl Engine {
             return;
         }
         self.emit(g);
+    }
+
+    /// Learns timing statistics from the completed calls of a request whose children were all
+    /// linked without doubt.
+    fn learn(&mut self, ids: &[CallId]) {
+        for id in ids {
+            let Some(c) = self.calls.get(id) else { continue };
+            if c.contested || c.unanswered || c.closed_at.is_none() {
+                continue;
+            }
+            let (_, s, e) = c.served_view();
+            let (Some(s), Some(e)) = (s, e) else { continue };
+            let mut kids: Vec<Interval> = Vec::with_capacity(c.children.len());
+            let mut certain = true;
+            for k in &c.children {
+                let Some(kc) = self.calls.get(k) else { continue };
+                let (_, ks, ke) = kc.made_view();
+                match (ks, ke) {
+                    (Some(ks), Some(ke)) if !kc.inferred && !kc.unanswered => {
+                        kids.push(Interval { start: ks, end: ke })
+                    }
+                    _ => certain = false,
+                }
+            }
+            if !certain {
+                continue;
+            }
+            kids.sort_by_key(|iv| (iv.start, iv.end));
+            if self.timing.len() >= 10_000 {
+                // Bounded: relearn from current traffic.
+                self.timing.clear();
+            }
+            self.timing
+                .entry((c.server.info.agent.clone(), c.path.clone()))
+                .or_default()
+                .learn(Interval { start: s, end: e }, &kids);
+        }
     }
 
     /// Keeps the number of held calls under `max_open_calls` by emitting the oldest request.
@@ -917,6 +1147,7 @@ impl Engine {
                 self.by_request_id.remove(r);
             }
         }
+        self.learn(&group.calls);
         let mut calls: Vec<(CallId, Call)> =
             group.calls.iter().filter_map(|id| self.calls.remove(id).map(|c| (*id, c))).collect();
         for (id, c) in &calls {

@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod graph;
+pub mod infer;
 pub mod names;
 pub mod record;
 pub mod report;

@@ -1,0 +1,260 @@
+//! Timing inference for calls whose parent the flows cannot name: statistics learned per
+//! (agent, path) from unambiguous parents — whether a call makes calls at all, the offset of its
+//! first call, the gaps between consecutive calls (negative when they run in parallel), the
+//! time from the last call to its answer — and a beam search that assigns a pod's ambiguous
+//! outgoing calls to its overlapping incoming calls jointly, scored by those statistics.
+
+use crate::Nanos;
+use crate::graph::Interval;
+
+/// Magnitude bins: 50 µs · 2^k, k = 0..=20 (50 µs to ~52 s), for each sign.
+const MAG_BINS: usize = 21;
+const BINS: usize = 2 * MAG_BINS;
+const BASE_NS: f64 = 50_000.0;
+/// Add-α smoothing: an unseen bin keeps a small probability.
+const ALPHA: f64 = 0.3;
+
+fn bin(v: Nanos) -> usize {
+    let mag = (v.unsigned_abs() as f64 / BASE_NS).max(1.0).log2().floor() as usize;
+    let mag = mag.min(MAG_BINS - 1);
+    if v < 0 { MAG_BINS + mag } else { mag }
+}
+
+/// A log-scale histogram of signed durations.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    counts: [u32; BINS],
+    total: u32,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { counts: [0; BINS], total: 0 }
+    }
+}
+
+impl Histogram {
+    pub fn add(&mut self, v: Nanos) {
+        self.counts[bin(v)] = self.counts[bin(v)].saturating_add(1);
+        self.total = self.total.saturating_add(1);
+    }
+
+    /// Smoothed log-probability of the bin of `v`.
+    pub fn log_p(&self, v: Nanos) -> f64 {
+        ((f64::from(self.counts[bin(v)]) + ALPHA) / (f64::from(self.total) + ALPHA * BINS as f64)).ln()
+    }
+
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+}
+
+/// What unambiguous calls of one (agent, path) taught about the calls they make.
+#[derive(Clone, Debug, Default)]
+pub struct EdgeTiming {
+    pub with_children: u32,
+    pub without_children: u32,
+    pub first_offset: Histogram,
+    /// A call that starts while an earlier sibling still runs (fan-out): start-to-start gap.
+    pub parallel_gap: Histogram,
+    /// A call that starts after every earlier sibling ended (a sequence): end-to-start gap.
+    pub sequential_gap: Histogram,
+    pub last_to_end: Histogram,
+}
+
+impl EdgeTiming {
+    /// Learns from a parent's interval and its children's intervals (sorted by start).
+    pub fn learn(&mut self, parent: Interval, children: &[Interval]) {
+        if children.is_empty() {
+            self.without_children = self.without_children.saturating_add(1);
+            return;
+        }
+        self.with_children = self.with_children.saturating_add(1);
+        self.first_offset.add(children[0].start - parent.start);
+        let max_end = walk(
+            children,
+            |parallel, gap| {
+                if parallel { self.parallel_gap.add(gap) } else { self.sequential_gap.add(gap) }
+            },
+        );
+        self.last_to_end.add(parent.end - max_end);
+    }
+
+    /// Log-likelihood of a parent having exactly these children (sorted by start).
+    pub fn score(&self, parent: Interval, children: &[Interval]) -> f64 {
+        let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
+        let denominator = with + without + 2.0;
+        if children.is_empty() {
+            return ((without + 1.0) / denominator).ln();
+        }
+        let mut s = ((with + 1.0) / denominator).ln();
+        s += self.first_offset.log_p(children[0].start - parent.start);
+        let (np, ns) = (f64::from(self.parallel_gap.total()), f64::from(self.sequential_gap.total()));
+        let max_end = walk(children, |parallel, gap| {
+            s += if parallel {
+                ((np + 1.0) / (np + ns + 2.0)).ln() + self.parallel_gap.log_p(gap)
+            } else {
+                ((ns + 1.0) / (np + ns + 2.0)).ln() + self.sequential_gap.log_p(gap)
+            };
+        });
+        s + self.last_to_end.log_p(parent.end - max_end)
+    }
+
+    /// Whether enough has been learned for the statistics to say more than the simple rule.
+    pub fn is_informed(&self) -> bool {
+        self.with_children + self.without_children >= 5
+    }
+}
+
+/// Walks consecutive siblings (sorted by start), reporting for each transition whether it
+/// overlaps an earlier sibling and its gap; returns the latest end.
+fn walk(children: &[Interval], mut f: impl FnMut(bool, Nanos)) -> Nanos {
+    let mut max_end = children[0].end;
+    let mut prev_start = children[0].start;
+    for c in &children[1..] {
+        if c.start < max_end {
+            f(true, c.start - prev_start);
+        } else {
+            f(false, c.start - max_end);
+        }
+        max_end = max_end.max(c.end);
+        prev_start = c.start;
+    }
+    max_end
+}
+
+/// A candidate parent in an assignment problem.
+#[derive(Clone, Debug)]
+pub struct ParentSlot {
+    pub interval: Interval,
+    /// Children already linked for certain.
+    pub fixed: Vec<Interval>,
+    pub timing: EdgeTiming,
+}
+
+/// A call to assign: its interval and the indices of its candidate parents, in the simple
+/// rule's order of preference (best first), used to break ties.
+#[derive(Clone, Debug)]
+pub struct ChildSlot {
+    pub interval: Interval,
+    pub candidates: Vec<usize>,
+}
+
+#[derive(Clone)]
+struct State {
+    choice: Vec<usize>,
+    children: Vec<Vec<Interval>>,
+    scores: Vec<f64>,
+    total: f64,
+    /// Sum of tie-break ranks (lower = closer to the simple rule).
+    rank: usize,
+}
+
+fn insert_sorted(v: &mut Vec<Interval>, iv: Interval) {
+    let pos = v.partition_point(|x| (x.start, x.end) <= (iv.start, iv.end));
+    v.insert(pos, iv);
+}
+
+/// Assigns each child (in order of start) to one of its candidates, keeping the `beam` best
+/// partial assignments. Returns, per child, the chosen parent index and a confidence in (0, 1]:
+/// the probability of the best choice against the best alternative for that child.
+pub fn beam_assign(parents: &[ParentSlot], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
+    let mut initial = State {
+        choice: Vec::with_capacity(children.len()),
+        children: parents.iter().map(|p| p.fixed.clone()).collect(),
+        scores: Vec::new(),
+        total: 0.0,
+        rank: 0,
+    };
+    for v in &mut initial.children {
+        v.sort_by_key(|iv| (iv.start, iv.end));
+    }
+    initial.scores = parents.iter().zip(&initial.children).map(|(p, c)| p.timing.score(p.interval, c)).collect();
+    initial.total = initial.scores.iter().sum();
+    let mut states = vec![initial];
+    for child in children {
+        let mut next: Vec<State> = Vec::with_capacity(states.len() * child.candidates.len().max(1));
+        for s in &states {
+            for (rank, &p) in child.candidates.iter().enumerate() {
+                let mut n = s.clone();
+                insert_sorted(&mut n.children[p], child.interval);
+                let new_score = parents[p].timing.score(parents[p].interval, &n.children[p]);
+                n.total += new_score - n.scores[p];
+                n.scores[p] = new_score;
+                n.choice.push(p);
+                n.rank += rank;
+                next.push(n);
+            }
+        }
+        next.sort_by(|a, b| b.total.total_cmp(&a.total).then(a.rank.cmp(&b.rank)));
+        next.truncate(beam.max(1));
+        states = next;
+    }
+    let best = &states[0];
+    (0..children.len())
+        .map(|i| {
+            let chosen = best.choice[i];
+            let alternative =
+                states.iter().filter(|s| s.choice[i] != chosen).map(|s| s.total).fold(f64::NEG_INFINITY, f64::max);
+            let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best.total).exp()) } else { 1.0 };
+            (chosen, confidence)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Nanos = 1_000_000;
+
+    fn iv(s: i64, e: i64) -> Interval {
+        Interval { start: s * MS, end: e * MS }
+    }
+
+    /// A parent that thinks ~100 ms, then makes two sequential calls with ~5 ms gaps, then
+    /// answers ~50 ms after its last call.
+    fn trained() -> EdgeTiming {
+        let mut t = EdgeTiming::default();
+        for k in 0..50 {
+            let s = k * 10_000;
+            t.learn(iv(s, s + 1_200), &[iv(s + 100, s + 600), iv(s + 605, s + 1_150)]);
+        }
+        t
+    }
+
+    #[test]
+    fn joint_assignment_follows_learned_timing() {
+        let timing = trained();
+        // Two overlapping parents on one pod; the simple rule (latest-started) would give every
+        // child to B.
+        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: timing.clone() };
+        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing };
+        let children = vec![
+            ChildSlot { interval: iv(100, 600), candidates: vec![0] },
+            ChildSlot { interval: iv(400, 900), candidates: vec![1, 0] },
+            ChildSlot { interval: iv(605, 1_150), candidates: vec![1, 0] },
+            ChildSlot { interval: iv(905, 1_450), candidates: vec![1, 0] },
+        ];
+        let got: Vec<usize> = beam_assign(&[a, b], &children, 16).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(got, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn untrained_statistics_fall_back_to_the_rule_order() {
+        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: EdgeTiming::default() };
+        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: EdgeTiming::default() };
+        let children = vec![ChildSlot { interval: iv(20, 30), candidates: vec![1, 0] }];
+        let got = beam_assign(&[a, b], &children, 8);
+        assert_eq!(got[0].0, 1);
+        assert!(got[0].1 <= 0.5 + 1e-9);
+    }
+
+    #[test]
+    fn bins_are_symmetric_and_bounded() {
+        assert_eq!(bin(0), 0);
+        assert_eq!(bin(-1), MAG_BINS);
+        assert_eq!(bin(i64::MAX), MAG_BINS - 1);
+        assert_eq!(bin(i64::MIN + 1), BINS - 1);
+    }
+}
