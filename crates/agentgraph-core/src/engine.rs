@@ -13,7 +13,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
-use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, beam_assign};
+use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, Span, beam_assign};
 use crate::names::AgentNamer;
 use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
 use agentgraph_proto::FlowView;
@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub max_open_calls: usize,
     /// Most records held in the reorder buffer; past it the oldest is processed early, counted.
     pub max_buffered_records: usize,
+    /// Also learn timing statistics from parents whose children were inferred (for a first,
+    /// learning-only pass over a dump: "re-learn from the result").
+    pub learn_from_inferred: bool,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             clock_skew: 5 * MS,
             max_open_calls: 200_000,
             max_buffered_records: 200_000,
+            learn_from_inferred: false,
         }
     }
 }
@@ -78,6 +82,21 @@ pub struct EngineStats {
 }
 
 type CallId = u64;
+
+/// Timing statistics learned by an engine, by (agent, path).
+#[derive(Clone, Debug, Default)]
+pub struct TimingModel(HashMap<(Arc<str>, Arc<str>), EdgeTiming>);
+
+impl TimingModel {
+    /// Number of (agent, path) pairs with statistics.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 type GroupId = u64;
 
 /// Where a call's server runs: its pod, or its address when it has none.
@@ -275,6 +294,16 @@ impl Engine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// The timing statistics learned so far (to seed another engine: a second pass).
+    pub fn timing_model(&self) -> TimingModel {
+        TimingModel(self.timing.clone())
+    }
+
+    /// Starts from statistics learned elsewhere (a first pass over the same dump).
+    pub fn set_timing_model(&mut self, model: TimingModel) {
+        self.timing = model.0;
     }
 
     /// Calls currently held (open or waiting for their request to complete).
@@ -506,6 +535,9 @@ impl Engine {
         self.make_room();
         let id = self.new_call(&r, key, slot);
         let in_flight = self.in_flight_at(&r.client, r.time);
+        // The calls in flight on the client's pod may be this call's parent: their request waits
+        // until this call is decided, even if they answer first (a client that gave up).
+        self.claim(&in_flight, 1);
         let call = self.calls.get_mut(&id).expect("just made");
         call.in_flight_at_start = in_flight;
         call.obs[slot].pending_on = Some(conn.clone());
@@ -779,6 +811,9 @@ impl Engine {
             g.open = g.open.saturating_sub(1);
             g.last_activity = g.last_activity.max(time);
         }
+        let in_flight = std::mem::take(&mut self.calls.get_mut(&id).expect("exists").in_flight_at_start);
+        self.claim(&in_flight, -1);
+        self.calls.get_mut(&id).expect("exists").in_flight_at_start = in_flight;
         self.decide_parent(id);
         let call = &self.calls[&id];
         let group = call.group;
@@ -899,6 +934,20 @@ impl Engine {
         self.resolve_checks.push(Reverse((self.now + self.resolve_margin(), client_place)));
     }
 
+    /// Adds (or with -1 releases) a claim on the requests of `calls`: they are not emitted while
+    /// a call that may belong to them is undecided.
+    fn claim(&mut self, calls: &[CallId], delta: isize) {
+        for c in calls {
+            let Some(g) = self.calls.get(c).map(|c| c.group) else { continue };
+            if let Some(group) = self.groups.get_mut(&g) {
+                group.claims = group.claims.saturating_add_signed(delta);
+                if delta < 0 {
+                    self.group_checks.push(Reverse((self.now, g)));
+                }
+            }
+        }
+    }
+
     /// How long after its last candidate completed a pending decision waits for late records.
     fn resolve_margin(&self) -> Nanos {
         2 * self.config.clock_skew + self.config.dedup_window
@@ -946,7 +995,7 @@ impl Engine {
         }
         // The parents in play and the children to place, in start order.
         let mut parent_ids: Vec<CallId> = Vec::new();
-        let mut children: Vec<(CallId, Interval, Vec<CallId>)> = Vec::new();
+        let mut children: Vec<(CallId, Span, Vec<CallId>)> = Vec::new();
         for &c in &ready {
             let Some(call) = self.calls.get_mut(&c) else { continue };
             let cands: Vec<CallId> = call.pending.take().unwrap_or_default();
@@ -954,6 +1003,7 @@ impl Engine {
             let (_, s, e) = call.made_view();
             let start = s.unwrap_or(0);
             let end = if call.unanswered { start } else { e.unwrap_or(start) };
+            let kind = call_kind(call);
             if let Some(group) = self.groups.get_mut(&g) {
                 group.awaiting = group.awaiting.saturating_sub(1);
             }
@@ -970,10 +1020,11 @@ impl Engine {
                     parent_ids.push(p);
                 }
             }
-            children.push((c, Interval { start, end }, alive));
+            children.push((c, Span { start, end, kind }, alive));
         }
         children.sort_by_key(|(id, iv, _)| (iv.start, *id));
-        let slots: Vec<ParentSlot> = parent_ids
+        let empty = EdgeTiming::default();
+        let slots: Vec<ParentSlot<'_>> = parent_ids
             .iter()
             .map(|p| {
                 let pc = &self.calls[p];
@@ -987,12 +1038,11 @@ impl Engine {
                     .filter_map(|k| {
                         let (_, s, e) = k.made_view();
                         let s = s?;
-                        Some(Interval { start: s, end: e.unwrap_or(s) })
+                        Some(Span { start: s, end: e.unwrap_or(s), kind: call_kind(k) })
                     })
                     .collect();
-                let timing =
-                    self.timing.get(&(pc.server.info.agent.clone(), pc.path.clone())).cloned().unwrap_or_default();
-                ParentSlot { interval: Interval { start, end }, fixed, timing }
+                let timing = self.timing.get(&(pc.server.info.agent.clone(), pc.path.clone())).unwrap_or(&empty);
+                ParentSlot { interval: Span { start, end, kind: call_kind(pc) }, fixed, timing }
             })
             .collect();
         let child_slots: Vec<ChildSlot> = children
@@ -1006,6 +1056,7 @@ impl Engine {
         let solvable: Vec<usize> = (0..child_slots.len()).filter(|&i| !child_slots[i].candidates.is_empty()).collect();
         let problem: Vec<ChildSlot> = solvable.iter().map(|&i| child_slots[i].clone()).collect();
         let assignment = beam_assign(&slots, &problem, 64);
+        drop(slots);
         let mut touched = Vec::new();
         for (&i, (p, confidence)) in solvable.iter().zip(assignment) {
             let child = children[i].0;
@@ -1077,19 +1128,19 @@ impl Engine {
     fn learn(&mut self, ids: &[CallId]) {
         for id in ids {
             let Some(c) = self.calls.get(id) else { continue };
-            if c.contested || c.unanswered || c.closed_at.is_none() {
+            if (c.contested && !self.config.learn_from_inferred) || c.unanswered || c.closed_at.is_none() {
                 continue;
             }
             let (_, s, e) = c.served_view();
             let (Some(s), Some(e)) = (s, e) else { continue };
-            let mut kids: Vec<Interval> = Vec::with_capacity(c.children.len());
+            let mut kids: Vec<Span> = Vec::with_capacity(c.children.len());
             let mut certain = true;
             for k in &c.children {
                 let Some(kc) = self.calls.get(k) else { continue };
                 let (_, ks, ke) = kc.made_view();
                 match (ks, ke) {
-                    (Some(ks), Some(ke)) if !kc.inferred && !kc.unanswered => {
-                        kids.push(Interval { start: ks, end: ke })
+                    (Some(ks), Some(ke)) if (self.config.learn_from_inferred || !kc.inferred) && !kc.unanswered => {
+                        kids.push(Span { start: ks, end: ke, kind: call_kind(kc) })
                     }
                     _ => certain = false,
                 }
@@ -1105,7 +1156,7 @@ impl Engine {
             self.timing
                 .entry((c.server.info.agent.clone(), c.path.clone()))
                 .or_default()
-                .learn(Interval { start: s, end: e }, &kids);
+                .learn(Span { start: s, end: e, kind: call_kind(c) }, &kids);
         }
     }
 
@@ -1213,6 +1264,11 @@ impl Engine {
         self.stats.calls_emitted += records.len() as u64;
         self.out.push(RequestGraph::new(id, correlation, records));
     }
+}
+
+/// What kind of call this is, for the call-sequence model: its server agent and path.
+fn call_kind(c: &Call) -> u64 {
+    hash_pair(c.server.info.agent.as_bytes(), c.path.as_bytes()) | 1
 }
 
 fn same_opt<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {

@@ -4,8 +4,23 @@
 //! time from the last call to its answer — and a beam search that assigns a pod's ambiguous
 //! outgoing calls to its overlapping incoming calls jointly, scored by those statistics.
 
+use foldhash::HashMap;
+
 use crate::Nanos;
-use crate::graph::Interval;
+
+/// A call's interval and kind (a hash of its server agent and path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: Nanos,
+    pub end: Nanos,
+    pub kind: u64,
+}
+
+/// The kind that ends a parent's sequence of calls.
+const END: u64 = 0;
+/// Smoothing of the call-sequence model: `ALPHA_SEQ` pseudo-count spread over `KINDS` kinds.
+const ALPHA_SEQ: f64 = 0.5;
+const KINDS: f64 = 16.0;
 
 /// Magnitude bins: 50 µs · 2^k, k = 0..=20 (50 µs to ~52 s), for each sign.
 const MAG_BINS: usize = 21;
@@ -60,11 +75,16 @@ pub struct EdgeTiming {
     /// A call that starts after every earlier sibling ended (a sequence): end-to-start gap.
     pub sequential_gap: Histogram,
     pub last_to_end: Histogram,
+    /// Which kind of call comes first, which follows which, and which comes last (a Markov
+    /// chain over the kinds of calls this agent makes).
+    pub first_kind: HashMap<u64, u32>,
+    pub transitions: HashMap<(u64, u64), u32>,
+    pub from_kind: HashMap<u64, u32>,
 }
 
 impl EdgeTiming {
     /// Learns from a parent's interval and its children's intervals (sorted by start).
-    pub fn learn(&mut self, parent: Interval, children: &[Interval]) {
+    pub fn learn(&mut self, parent: Span, children: &[Span]) {
         if children.is_empty() {
             self.without_children = self.without_children.saturating_add(1);
             return;
@@ -78,10 +98,24 @@ impl EdgeTiming {
             },
         );
         self.last_to_end.add(parent.end - max_end);
+        if self.transitions.len() < 4_096 {
+            *self.first_kind.entry(children[0].kind).or_insert(0) += 1;
+            for pair in children.windows(2) {
+                *self.transitions.entry((pair[0].kind, pair[1].kind)).or_insert(0) += 1;
+                *self.from_kind.entry(pair[0].kind).or_insert(0) += 1;
+            }
+            let last = children[children.len() - 1].kind;
+            *self.transitions.entry((last, END)).or_insert(0) += 1;
+            *self.from_kind.entry(last).or_insert(0) += 1;
+        }
     }
 
     /// Log-likelihood of a parent having exactly these children (sorted by start).
-    pub fn score(&self, parent: Interval, children: &[Interval]) -> f64 {
+    pub fn score(&self, parent: Span, children: &[Span]) -> f64 {
+        // Without data every assignment is equally likely; the simple rule's order decides.
+        if !self.is_informed() {
+            return 0.0;
+        }
         let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
         let denominator = with + without + 2.0;
         if children.is_empty() {
@@ -97,7 +131,18 @@ impl EdgeTiming {
                 ((ns + 1.0) / (np + ns + 2.0)).ln() + self.sequential_gap.log_p(gap)
             };
         });
-        s + self.last_to_end.log_p(parent.end - max_end)
+        s += self.last_to_end.log_p(parent.end - max_end);
+        let first = f64::from(self.first_kind.get(&children[0].kind).copied().unwrap_or(0));
+        s += ((first + ALPHA_SEQ) / (f64::from(self.with_children) + ALPHA_SEQ * KINDS)).ln();
+        let step = |a: u64, b: u64| {
+            let n = f64::from(self.transitions.get(&(a, b)).copied().unwrap_or(0));
+            let from = f64::from(self.from_kind.get(&a).copied().unwrap_or(0));
+            ((n + ALPHA_SEQ) / (from + ALPHA_SEQ * KINDS)).ln()
+        };
+        for pair in children.windows(2) {
+            s += step(pair[0].kind, pair[1].kind);
+        }
+        s + step(children[children.len() - 1].kind, END)
     }
 
     /// Whether enough has been learned for the statistics to say more than the simple rule.
@@ -108,7 +153,7 @@ impl EdgeTiming {
 
 /// Walks consecutive siblings (sorted by start), reporting for each transition whether it
 /// overlaps an earlier sibling and its gap; returns the latest end.
-fn walk(children: &[Interval], mut f: impl FnMut(bool, Nanos)) -> Nanos {
+fn walk(children: &[Span], mut f: impl FnMut(bool, Nanos)) -> Nanos {
     let mut max_end = children[0].end;
     let mut prev_start = children[0].start;
     for c in &children[1..] {
@@ -125,32 +170,32 @@ fn walk(children: &[Interval], mut f: impl FnMut(bool, Nanos)) -> Nanos {
 
 /// A candidate parent in an assignment problem.
 #[derive(Clone, Debug)]
-pub struct ParentSlot {
-    pub interval: Interval,
+pub struct ParentSlot<'a> {
+    pub interval: Span,
     /// Children already linked for certain.
-    pub fixed: Vec<Interval>,
-    pub timing: EdgeTiming,
+    pub fixed: Vec<Span>,
+    pub timing: &'a EdgeTiming,
 }
 
 /// A call to assign: its interval and the indices of its candidate parents, in the simple
 /// rule's order of preference (best first), used to break ties.
 #[derive(Clone, Debug)]
 pub struct ChildSlot {
-    pub interval: Interval,
+    pub interval: Span,
     pub candidates: Vec<usize>,
 }
 
 #[derive(Clone)]
 struct State {
     choice: Vec<usize>,
-    children: Vec<Vec<Interval>>,
+    children: Vec<Vec<Span>>,
     scores: Vec<f64>,
     total: f64,
     /// Sum of tie-break ranks (lower = closer to the simple rule).
     rank: usize,
 }
 
-fn insert_sorted(v: &mut Vec<Interval>, iv: Interval) {
+fn insert_sorted(v: &mut Vec<Span>, iv: Span) {
     let pos = v.partition_point(|x| (x.start, x.end) <= (iv.start, iv.end));
     v.insert(pos, iv);
 }
@@ -158,7 +203,7 @@ fn insert_sorted(v: &mut Vec<Interval>, iv: Interval) {
 /// Assigns each child (in order of start) to one of its candidates, keeping the `beam` best
 /// partial assignments. Returns, per child, the chosen parent index and a confidence in (0, 1]:
 /// the probability of the best choice against the best alternative for that child.
-pub fn beam_assign(parents: &[ParentSlot], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
+pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
     let mut initial = State {
         choice: Vec::with_capacity(children.len()),
         children: parents.iter().map(|p| p.fixed.clone()).collect(),
@@ -208,8 +253,8 @@ mod tests {
 
     const MS: Nanos = 1_000_000;
 
-    fn iv(s: i64, e: i64) -> Interval {
-        Interval { start: s * MS, end: e * MS }
+    fn iv(s: i64, e: i64) -> Span {
+        Span { start: s * MS, end: e * MS, kind: 1 }
     }
 
     /// A parent that thinks ~100 ms, then makes two sequential calls with ~5 ms gaps, then
@@ -228,8 +273,8 @@ mod tests {
         let timing = trained();
         // Two overlapping parents on one pod; the simple rule (latest-started) would give every
         // child to B.
-        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: timing.clone() };
-        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing };
+        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing };
+        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing };
         let children = vec![
             ChildSlot { interval: iv(100, 600), candidates: vec![0] },
             ChildSlot { interval: iv(400, 900), candidates: vec![1, 0] },
@@ -242,8 +287,9 @@ mod tests {
 
     #[test]
     fn untrained_statistics_fall_back_to_the_rule_order() {
-        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: EdgeTiming::default() };
-        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: EdgeTiming::default() };
+        let empty = EdgeTiming::default();
+        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: &empty };
+        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: &empty };
         let children = vec![ChildSlot { interval: iv(20, 30), candidates: vec![1, 0] }];
         let got = beam_assign(&[a, b], &children, 8);
         assert_eq!(got[0].0, 1);

@@ -17,6 +17,6 @@ pub mod sketch;
 /// Event time or a duration, in nanoseconds (since the Unix epoch for times).
 pub type Nanos = i64;
 
-pub use engine::{Engine, EngineConfig, EngineStats};
+pub use engine::{Engine, EngineConfig, EngineStats, TimingModel};
 pub use graph::{CallRecord, Correlation, RequestGraph};
 pub use record::NormalizeConfig;
