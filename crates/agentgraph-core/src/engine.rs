@@ -257,6 +257,8 @@ pub struct Engine {
     resolve_checks: BinaryHeap<Reverse<(Nanos, Place)>>,
     /// Timing statistics learned from unambiguous parents, by (agent, path).
     timing: HashMap<(Arc<str>, Arc<str>), EdgeTiming>,
+    /// Timing statistics of all agents together, used for an agent not yet known well.
+    global_timing: EdgeTiming,
     /// Ids handed out already, to keep ids unique when a trace or request id recurs.
     id_uses: HashMap<String, u32>,
 }
@@ -288,6 +290,7 @@ impl Engine {
             pending_children: HashMap::new(),
             resolve_checks: BinaryHeap::new(),
             timing: HashMap::new(),
+            global_timing: EdgeTiming::default(),
             id_uses: HashMap::new(),
         }
     }
@@ -1042,7 +1045,12 @@ impl Engine {
                     })
                     .collect();
                 let timing = self.timing.get(&(pc.server.info.agent.clone(), pc.path.clone())).unwrap_or(&empty);
-                ParentSlot { interval: Span { start, end, kind: call_kind(pc) }, fixed, timing }
+                ParentSlot {
+                    interval: Span { start, end, kind: call_kind(pc) },
+                    fixed,
+                    timing,
+                    fallback: &self.global_timing,
+                }
             })
             .collect();
         let child_slots: Vec<ChildSlot> = children
@@ -1153,10 +1161,11 @@ impl Engine {
                 // Bounded: relearn from current traffic.
                 self.timing.clear();
             }
-            self.timing
-                .entry((c.server.info.agent.clone(), c.path.clone()))
-                .or_default()
-                .learn(Span { start: s, end: e, kind: call_kind(c) }, &kids);
+            let parent = Span { start: s, end: e, kind: call_kind(c) };
+            self.timing.entry((c.server.info.agent.clone(), c.path.clone())).or_default().learn(parent, &kids);
+            if !kids.is_empty() {
+                self.global_timing.learn(parent, &kids);
+            }
         }
     }
 

@@ -110,30 +110,29 @@ impl EdgeTiming {
         }
     }
 
-    /// Log-likelihood of a parent having exactly these children (sorted by start).
-    pub fn score(&self, parent: Span, children: &[Span]) -> f64 {
-        // Without data every assignment is equally likely; the simple rule's order decides.
-        if !self.is_informed() {
-            return 0.0;
+    /// Log-likelihood of a parent having exactly these children (sorted by start). Without
+    /// enough data of its own, the timing of `fallback` (learned from every agent) is used, and
+    /// without that every assignment scores the same (the simple rule's order then decides).
+    pub fn score(&self, parent: Span, children: &[Span], fallback: &EdgeTiming) -> f64 {
+        if self.is_informed() {
+            self.timing_score(parent, children) + self.shape_score(children)
+        } else if fallback.is_informed() && !children.is_empty() {
+            fallback.timing_score(parent, children)
+        } else {
+            0.0
         }
+    }
+
+    /// Whether the parent makes calls at all, which kind first, which follows which, which last.
+    fn shape_score(&self, children: &[Span]) -> f64 {
         let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
         let denominator = with + without + 2.0;
         if children.is_empty() {
             return ((without + 1.0) / denominator).ln();
         }
         let mut s = ((with + 1.0) / denominator).ln();
-        s += self.first_offset.log_p(children[0].start - parent.start);
-        let (np, ns) = (f64::from(self.parallel_gap.total()), f64::from(self.sequential_gap.total()));
-        let max_end = walk(children, |parallel, gap| {
-            s += if parallel {
-                ((np + 1.0) / (np + ns + 2.0)).ln() + self.parallel_gap.log_p(gap)
-            } else {
-                ((ns + 1.0) / (np + ns + 2.0)).ln() + self.sequential_gap.log_p(gap)
-            };
-        });
-        s += self.last_to_end.log_p(parent.end - max_end);
         let first = f64::from(self.first_kind.get(&children[0].kind).copied().unwrap_or(0));
-        s += ((first + ALPHA_SEQ) / (f64::from(self.with_children) + ALPHA_SEQ * KINDS)).ln();
+        s += ((first + ALPHA_SEQ) / (with + ALPHA_SEQ * KINDS)).ln();
         let step = |a: u64, b: u64| {
             let n = f64::from(self.transitions.get(&(a, b)).copied().unwrap_or(0));
             let from = f64::from(self.from_kind.get(&a).copied().unwrap_or(0));
@@ -143,6 +142,23 @@ impl EdgeTiming {
             s += step(pair[0].kind, pair[1].kind);
         }
         s + step(children[children.len() - 1].kind, END)
+    }
+
+    /// When the calls start and end relative to the parent and to each other.
+    fn timing_score(&self, parent: Span, children: &[Span]) -> f64 {
+        if children.is_empty() {
+            return 0.0;
+        }
+        let mut s = self.first_offset.log_p(children[0].start - parent.start);
+        let (np, ns) = (f64::from(self.parallel_gap.total()), f64::from(self.sequential_gap.total()));
+        let max_end = walk(children, |parallel, gap| {
+            s += if parallel {
+                ((np + 1.0) / (np + ns + 2.0)).ln() + self.parallel_gap.log_p(gap)
+            } else {
+                ((ns + 1.0) / (np + ns + 2.0)).ln() + self.sequential_gap.log_p(gap)
+            };
+        });
+        s + self.last_to_end.log_p(parent.end - max_end)
     }
 
     /// Whether enough has been learned for the statistics to say more than the simple rule.
@@ -175,6 +191,8 @@ pub struct ParentSlot<'a> {
     /// Children already linked for certain.
     pub fixed: Vec<Span>,
     pub timing: &'a EdgeTiming,
+    /// Statistics of all agents, for an agent not yet known well.
+    pub fallback: &'a EdgeTiming,
 }
 
 /// A call to assign: its interval and the indices of its candidate parents, in the simple
@@ -214,7 +232,8 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
     for v in &mut initial.children {
         v.sort_by_key(|iv| (iv.start, iv.end));
     }
-    initial.scores = parents.iter().zip(&initial.children).map(|(p, c)| p.timing.score(p.interval, c)).collect();
+    initial.scores =
+        parents.iter().zip(&initial.children).map(|(p, c)| p.timing.score(p.interval, c, p.fallback)).collect();
     initial.total = initial.scores.iter().sum();
     let mut states = vec![initial];
     for child in children {
@@ -223,7 +242,7 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             for (rank, &p) in child.candidates.iter().enumerate() {
                 let mut n = s.clone();
                 insert_sorted(&mut n.children[p], child.interval);
-                let new_score = parents[p].timing.score(parents[p].interval, &n.children[p]);
+                let new_score = parents[p].timing.score(parents[p].interval, &n.children[p], parents[p].fallback);
                 n.total += new_score - n.scores[p];
                 n.scores[p] = new_score;
                 n.choice.push(p);
@@ -273,8 +292,9 @@ mod tests {
         let timing = trained();
         // Two overlapping parents on one pod; the simple rule (latest-started) would give every
         // child to B.
-        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing };
-        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing };
+        let empty = EdgeTiming::default();
+        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing, fallback: &empty };
+        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing, fallback: &empty };
         let children = vec![
             ChildSlot { interval: iv(100, 600), candidates: vec![0] },
             ChildSlot { interval: iv(400, 900), candidates: vec![1, 0] },
@@ -288,8 +308,8 @@ mod tests {
     #[test]
     fn untrained_statistics_fall_back_to_the_rule_order() {
         let empty = EdgeTiming::default();
-        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: &empty };
-        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: &empty };
+        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: &empty, fallback: &empty };
+        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: &empty, fallback: &empty };
         let children = vec![ChildSlot { interval: iv(20, 30), candidates: vec![1, 0] }];
         let got = beam_assign(&[a, b], &children, 8);
         assert_eq!(got[0].0, 1);

@@ -1,0 +1,191 @@
+//! End-to-end accuracy tests: every built-in scenario in every correlation mode is simulated,
+//! analyzed and scored against its truth by the `agentgraph` binary (simulate → analyze →
+//! eval), as a user would run them.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const SCENARIOS: [&str; 4] = ["support-desk", "research-swarm", "code-review", "job-spawner"];
+const MODES: [&str; 3] = ["trace_context", "request_id", "none"];
+
+fn agentgraph(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgraph")).args(args).output().expect("run agentgraph");
+    assert!(out.status.success(), "agentgraph {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Simulates, analyzes and evaluates; returns the eval result.
+fn score(dir: &Path, scenario: &str, mode: &str, concurrency: &str, requests: &str) -> Value {
+    let out = dir.join(format!("{scenario}-{mode}-{concurrency}"));
+    let out_s = out.to_str().unwrap();
+    agentgraph(&[
+        "simulate",
+        "--scenario",
+        scenario,
+        "--correlation",
+        mode,
+        "--concurrency",
+        concurrency,
+        "--requests",
+        requests,
+        "--seed",
+        "11",
+        "--out",
+        out_s,
+    ]);
+    let report = agentgraph(&["analyze", "--format", "json", &format!("{out_s}/flows.jsonl")]);
+    let report_path = out.join("report.json");
+    std::fs::write(&report_path, &report.stdout).unwrap();
+    let eval = agentgraph(&["eval", "--json", report_path.to_str().unwrap(), &format!("{out_s}/truth.json")]);
+    serde_json::from_slice(&eval.stdout).unwrap()
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+/// With trace context, a propagated request id, or serial requests, every call is found, every
+/// request grouped exactly, and parents are at least as right as the simple rule on the true
+/// grouping (the ceiling where one pod serves two calls of one request).
+#[test]
+fn propagated_ids_and_serial_requests_reconstruct_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    for scenario in SCENARIOS {
+        for mode in MODES {
+            let mut runs = vec![("1", "40")];
+            if mode != "none" {
+                runs.push(("4", "40"));
+            }
+            for (concurrency, requests) in runs {
+                let r = score(dir.path(), scenario, mode, concurrency, requests);
+                let what = format!("{scenario} {mode} concurrency {concurrency}: {r}");
+                assert_eq!(f(&r, "call_recall"), 1.0, "{what}");
+                assert_eq!(f(&r, "call_precision"), 1.0, "{what}");
+                assert_eq!(f(&r, "exact_request_rate"), 1.0, "{what}");
+                assert_eq!(f(&r, "root_accuracy"), 1.0, "{what}");
+                assert!(f(&r, "parent_accuracy") >= f(&r, "simple_rule_parent_accuracy"), "{what}");
+                assert_eq!(f(&r, "size_accuracy"), 1.0, "{what}");
+                assert!(f(&r, "latency_mae_ms") < 0.001, "{what}");
+            }
+        }
+    }
+}
+
+/// Nothing propagated and about four requests in flight: calls are all found; parents and
+/// grouping stay above the floors measured when the joint inference landed (a regression
+/// guard, below the targets — see the ignored test).
+#[test]
+fn overlapping_untraced_requests_stay_above_measured_floors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (scenario, parent_floor) in
+        [("support-desk", 0.72), ("research-swarm", 0.78), ("code-review", 0.90), ("job-spawner", 0.82)]
+    {
+        let r = score(dir.path(), scenario, "none", "4", "60");
+        let what = format!("{scenario}: {r}");
+        assert_eq!(f(&r, "call_recall"), 1.0, "{what}");
+        assert_eq!(f(&r, "call_precision"), 1.0, "{what}");
+        assert!(f(&r, "parent_accuracy") >= parent_floor, "{what}");
+    }
+}
+
+/// The target for overlapping requests with nothing propagated. Not met yet: the
+/// timing inference learns too little from the few unambiguous calls at this concurrency.
+#[test]
+#[ignore = "target not met yet: see the README's accuracy table for the measured figures"]
+fn overlapping_untraced_requests_meet_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    for scenario in SCENARIOS {
+        let r = score(dir.path(), scenario, "none", "4", "200");
+        assert!(f(&r, "parent_accuracy") >= 0.98, "{scenario}: {r}");
+        assert!(f(&r, "exact_request_rate") >= 0.90, "{scenario}: {r}");
+    }
+}
+
+#[test]
+fn same_seed_same_flows_and_per_node_files_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    for d in [&a, &b] {
+        agentgraph(&[
+            "simulate",
+            "--scenario",
+            "job-spawner",
+            "--requests",
+            "20",
+            "--seed",
+            "3",
+            "--per-node",
+            "--out",
+            d.to_str().unwrap(),
+        ]);
+    }
+    let flows_a = std::fs::read(a.join("flows.jsonl")).unwrap();
+    assert_eq!(flows_a, std::fs::read(b.join("flows.jsonl")).unwrap());
+    assert_eq!(std::fs::read(a.join("truth.json")).unwrap(), std::fs::read(b.join("truth.json")).unwrap());
+    let mut all: Vec<String> = String::from_utf8(flows_a).unwrap().lines().map(str::to_string).collect();
+    let mut per_node: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&a).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().starts_with("node-") {
+            per_node.extend(std::fs::read_to_string(&p).unwrap().lines().map(str::to_string));
+        }
+    }
+    all.sort();
+    per_node.sort();
+    assert_eq!(all, per_node);
+    // Each node's file merged by the analyzer gives the same report as the combined file.
+    let mut files: Vec<String> = std::fs::read_dir(&a)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("node-"))
+        .map(|p| p.to_str().unwrap().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["analyze", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let merged: Value = serde_json::from_slice(&agentgraph(&args).stdout).unwrap();
+    let combined: Value = serde_json::from_slice(
+        &agentgraph(&["analyze", "--format", "json", a.join("flows.jsonl").to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(merged["requests"], combined["requests"]);
+}
+
+#[test]
+fn eval_thresholds_fail_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("s");
+    agentgraph(&["simulate", "--scenario", "support-desk", "--requests", "10", "--out", d.to_str().unwrap()]);
+    let report = agentgraph(&["analyze", "--format", "json", d.join("flows.jsonl").to_str().unwrap()]);
+    std::fs::write(d.join("report.json"), &report.stdout).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+        .args(["eval", d.join("report.json").to_str().unwrap(), d.join("truth.json").to_str().unwrap()])
+        .args(["--min-call-recall", "1.0", "--max-latency-mae-ms=-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--max-latency-mae-ms"), "{err}");
+    assert!(!err.contains("--min-call-recall"), "{err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("call recall") && table.contains("100.00%"), "{table}");
+}
+
+#[test]
+fn unknown_scenario_and_bad_mode_are_clear_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+        .args(["simulate", "--scenario", "nope", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario `nope`"));
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+        .args(["simulate", "--correlation", "psychic", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown correlation mode"));
+}
