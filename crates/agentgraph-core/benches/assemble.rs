@@ -1,9 +1,8 @@
 //! Decode + assemble throughput: Hubble JSON lines through the decoder, the normalizer and the
 //! engine to completed request graphs (bytes per second of input).
 
-use agentgraph_core::record::line_tiebreak;
 use agentgraph_core::{Engine, EngineConfig, NormalizeConfig};
-use agentgraph_proto::{Event, FlowType, decode_line};
+use agentgraph_proto::{Event, decode_line};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn lines(path: &str) -> Vec<Vec<u8>> {
@@ -25,8 +24,7 @@ fn run(data: &[Vec<u8>]) -> usize {
     let mut calls = 0;
     for l in data {
         if let Ok(Event::Flow(f)) = decode_line(l) {
-            let tiebreak = if f.flow_type == FlowType::L7 { line_tiebreak(l) } else { 0 };
-            engine.push_flow(&f, tiebreak);
+            engine.push_flow(&f);
         }
         for g in engine.drain() {
             calls += g.calls.len();

@@ -340,10 +340,9 @@ impl Engine {
         }
     }
 
-    /// Adds one decoded flow; flows other than L7 HTTP only advance event time. `tiebreak`
-    /// orders flows with equal times independently of arrival order (a hash of the line).
-    pub fn push_flow(&mut self, flow: &FlowView<'_>, tiebreak: u64) {
-        match self.normalizer.normalize(flow, tiebreak) {
+    /// Adds one decoded flow; flows other than L7 HTTP only advance event time.
+    pub fn push_flow(&mut self, flow: &FlowView<'_>) {
+        match self.normalizer.normalize(flow) {
             Normalized::Http(record) => self.push(record),
             Normalized::Ignored => self.advance_watermark(flow.time_ns),
         }

@@ -95,8 +95,8 @@ impl Normalizer {
         &self.namer
     }
 
-    /// Normalizes one flow; `tiebreak` should be a hash of the flow's bytes.
-    pub fn normalize(&mut self, f: &FlowView<'_>, tiebreak: u64) -> Normalized {
+    /// Normalizes one flow.
+    pub fn normalize(&mut self, f: &FlowView<'_>) -> Normalized {
         if f.flow_type != FlowType::L7 && f.flow_type != FlowType::Unknown {
             return Normalized::Ignored;
         }
@@ -176,6 +176,24 @@ impl Normalizer {
         let method = self.namer.intern(&http.method.value());
         let path = self.namer.intern(path);
         let node = self.namer.intern(&f.node_name.value());
+        let url_key = hash_pair(method.as_bytes(), url.as_bytes());
+        // Orders records with equal times by their content, the same whether they came from a
+        // JSON dump or from gRPC.
+        let tiebreak = {
+            use std::hash::BuildHasher;
+            foldhash::fast::FixedState::with_seed(0x6167_656e_7467_7261).hash_one((
+                node.as_bytes(),
+                f.traffic_direction,
+                is_response,
+                client.ip,
+                client.port,
+                server.ip,
+                server.port,
+                url_key,
+                http.code,
+                request_id.as_deref(),
+            ))
+        };
         Normalized::Http(Box::new(HttpRecord {
             time: f.time_ns,
             node,
@@ -183,7 +201,7 @@ impl Normalizer {
             is_response,
             client,
             server,
-            url_key: hash_pair(method.as_bytes(), url.as_bytes()),
+            url_key,
             method,
             path,
             http2: http.protocol.raw().starts_with(b"HTTP/2"),
@@ -241,13 +259,6 @@ fn parse_traceparent(v: JStr<'_>) -> Option<u128> {
         return None;
     }
     parse_trace_id(JStr::plain(std::str::from_utf8(&raw[3..35]).ok()?))
-}
-
-/// A fast hash of a whole input line that is the same on every run: orders records with equal
-/// times independently of arrival order.
-pub fn line_tiebreak(line: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x6167_656e_7467_7261).hash_one(line)
 }
 
 /// FNV-1a over two byte strings: a stable hash (same value on every run and machine).

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use agentgraph_core::report::{Aggregates, InputJson, RequestJson, SCHEMA, StartOrder, TopK};
 use agentgraph_core::{Correlation, Engine, EngineConfig, EngineStats, NormalizeConfig, RequestGraph};
 use agentgraph_ingest::{DumpReader, ReadStats};
-use agentgraph_proto::{Event, FlowType};
+use agentgraph_proto::Event;
 use anyhow::Result;
 
 use crate::cli::{AnalyzeArgs, Format};
@@ -111,15 +111,13 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             Ok(())
         };
 
-    reader.run(|event, line| {
+    reader.run(|event, _line| {
         if write_error.is_some() {
             return;
         }
         match event {
             Event::Flow(flow) => {
-                let tiebreak =
-                    if flow.flow_type == FlowType::L7 { agentgraph_core::record::line_tiebreak(line) } else { 0 };
-                engine.push_flow(flow, tiebreak);
+                engine.push_flow(flow);
             }
             Event::LostEvents { time_ns: Some(t), .. } => engine.advance_watermark(*t),
             _ => return,
