@@ -180,28 +180,48 @@ impl DumpReader {
 
     /// Reads everything, calling `on_event` for each decoded event in merged time order.
     pub fn run(&mut self, mut on_event: impl FnMut(&Event<'_>, &[u8])) {
+        self.run_while(|ev, line| {
+            on_event(ev, line);
+            true
+        });
+    }
+
+    /// Like [`DumpReader::run`], but stops as soon as `on_event` returns false.
+    pub fn run_while(&mut self, mut on_event: impl FnMut(&Event<'_>, &[u8]) -> bool) {
         if self.sources.len() == 1 {
+            let mut go = true;
             let src = &mut self.sources[0];
-            while Self::advance(src, &mut self.stats, &mut |ev, line| {
-                on_event(ev, line);
-                Step::Continue
-            }) {}
+            while go
+                && Self::advance(src, &mut self.stats, &mut |ev, line| {
+                    go = on_event(ev, line);
+                    if go { Step::Continue } else { Step::Hold }
+                })
+            {}
             return;
         }
         // k-way merge: each file's next flow is decoded to learn its time, then decoded again
         // when its turn comes (its bytes stay in the file's buffer meanwhile).
         let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+        let go = std::cell::Cell::new(true);
+        let mut pass = |ev: &Event<'_>, line: &[u8]| {
+            if go.get() {
+                go.set(on_event(ev, line));
+            }
+        };
         for i in 0..self.sources.len() {
-            if let Some(t) = self.peek_time(i, &mut on_event) {
+            if let Some(t) = self.peek_time(i, &mut pass) {
                 heap.push(Reverse((t, i)));
             }
         }
         while let Some(Reverse((_, i))) = heap.pop() {
             let src = &self.sources[i];
             if let Ok(ev) = decode_line(&src.buf) {
-                on_event(&ev, &src.buf);
+                pass(&ev, &src.buf);
             }
-            if let Some(t) = self.peek_time(i, &mut on_event) {
+            if !go.get() {
+                return;
+            }
+            if let Some(t) = self.peek_time(i, &mut pass) {
                 heap.push(Reverse((t, i)));
             }
         }

@@ -3,5 +3,7 @@
 //! cannot decode, with its file and line number.
 
 pub mod dump;
+pub mod hubble;
+pub mod replay;
 
 pub use dump::{DumpReader, IngestError, ReadStats, SkippedLine};

@@ -8,6 +8,7 @@
 
 #![allow(clippy::doc_lazy_continuation)]
 
+pub mod convert;
 pub mod json;
 pub mod time;
 pub mod view;

@@ -58,6 +58,112 @@ pub enum Command {
     ///   agentgraph eval report.json sim/truth.json --min-parent-accuracy 0.98
     #[command(verbatim_doc_comment)]
     Eval(EvalArgs),
+
+    /// Follow a Hubble server and keep per-request call graphs flowing (the in-cluster job).
+    ///
+    /// Connects to hubble-relay (or a node's Hubble server) over gRPC, follows GetFlows
+    /// (L7 flows only by default), reconnects with backoff and resumes without duplicates,
+    /// and writes each completed request graph to --output. Serves /healthz and /readyz
+    /// (self-telemetry) on --listen. SIGTERM flushes open requests and exits 0.
+    ///
+    /// Examples:
+    ///   agentgraph collect --hubble-server hubble-relay.kube-system.svc:80 --listen 0.0.0.0:9464
+    ///   agentgraph collect --hubble-server tls://hubble-relay:443 --tls-ca ca.crt --tls-cert c.crt --tls-key c.key
+    ///   agentgraph collect --demo --output -        # built-in simulated cluster, no Hubble needed
+    #[command(verbatim_doc_comment)]
+    Collect(CollectArgs),
+
+    /// Serve dump files through Hubble's gRPC Observer API (a stand-in hubble-relay).
+    ///
+    /// Example:
+    ///   agentgraph replay sim/flows.jsonl --listen 127.0.0.1:4245 --speed 1.0 --loop
+    #[command(verbatim_doc_comment)]
+    Replay(ReplayArgs),
+
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the collector's default configuration as TOML (a starting point for --config).
+    PrintDefault,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Configuration file (TOML, see `agentgraph config print-default`); flags win over it.
+    #[arg(long, env = "AGENTGRAPH_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Hubble server: host:port (plaintext) or tls://host:port.
+    #[arg(long, env = "AGENTGRAPH_HUBBLE_SERVER", value_name = "ADDRESS")]
+    pub hubble_server: Option<String>,
+    /// CA certificate (PEM) to verify the Hubble server.
+    #[arg(long, env = "AGENTGRAPH_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mTLS.
+    #[arg(long, env = "AGENTGRAPH_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for mTLS.
+    #[arg(long, env = "AGENTGRAPH_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Server name to verify instead of the address's host (e.g. instance.hubble-relay.cilium.io).
+    #[arg(long, env = "AGENTGRAPH_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Address for /healthz and /readyz (default 0.0.0.0:9464).
+    #[arg(long, env = "AGENTGRAPH_LISTEN", value_name = "ADDRESS")]
+    pub listen: Option<String>,
+    /// Write completed request graphs here, one JSON object per line (`-` = stdout).
+    #[arg(long, env = "AGENTGRAPH_OUTPUT", value_name = "FILE")]
+    pub output: Option<String>,
+    /// Only flows to or from this namespace (repeatable).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Vec<String>,
+    /// Ask Hubble for all flows, not only L7.
+    #[arg(long)]
+    pub all_flows: bool,
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub reorder_window: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub response_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub linger: Option<String>,
+    /// Most calls held in memory; past it the oldest request is emitted early (counted).
+    #[arg(long, value_name = "N")]
+    pub max_open_calls: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, env = "AGENTGRAPH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Run on a built-in simulated agent cluster instead of a Hubble server.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Dump files to serve (several are merged by time).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<String>,
+    /// Address to serve the Observer API on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:4245", value_name = "ADDRESS")]
+    pub listen: String,
+    /// Playback speed relative to the recording.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "max_speed")]
+    pub speed: f64,
+    /// As fast as the client reads.
+    #[arg(long)]
+    pub max_speed: bool,
+    /// Start over at the end (times keep increasing).
+    #[arg(long = "loop")]
+    pub r#loop: bool,
+    /// Serve TLS with this certificate (PEM).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

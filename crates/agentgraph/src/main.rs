@@ -2,6 +2,7 @@
 
 mod analyze;
 mod cli;
+mod collect;
 mod simulate;
 mod text;
 
@@ -15,6 +16,9 @@ fn main() -> ExitCode {
         cli::Command::Analyze(args) => analyze::run(args),
         cli::Command::Simulate(args) => simulate::run(args),
         cli::Command::Eval(args) => simulate::eval(args),
+        cli::Command::Collect(args) => collect::run(args),
+        cli::Command::Replay(args) => collect::replay(args),
+        cli::Command::Config(cli::ConfigCommand::PrintDefault) => collect::print_default_config(),
     };
     match result {
         Ok(code) => code,

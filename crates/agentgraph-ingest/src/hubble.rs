@@ -1,0 +1,282 @@
+//! The Hubble gRPC client: follows `GetFlows` on hubble-relay or a node's Hubble server over
+//! plaintext, TLS or mTLS, reconnects with capped exponential backoff and jitter, and on
+//! reconnect resumes from the last flow's time, dropping the overlap so no flow is seen twice.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use agentgraph_proto::convert::nanos;
+use agentgraph_proto::flow::FlowFilter;
+use agentgraph_proto::observer::get_flows_response::ResponseTypes;
+use agentgraph_proto::observer::observer_client::ObserverClient;
+use agentgraph_proto::observer::{GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `host:port`, `http://host:port`, or `tls://host:port` (TLS).
+    pub server: String,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Name to verify the server certificate against (default: the host of `server`).
+    pub tls_server_name: Option<String>,
+    pub connect_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Server-side filters (a flow must match one whitelist filter and no blacklist filter).
+    pub whitelist: Vec<FlowFilter>,
+    pub blacklist: Vec<FlowFilter>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            server: "localhost:4245".into(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
+            connect_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            whitelist: Vec::new(),
+            blacklist: Vec::new(),
+        }
+    }
+}
+
+/// Counters the client keeps (self-telemetry).
+#[derive(Debug, Default)]
+pub struct ClientTelemetry {
+    pub connected: AtomicBool,
+    pub flows_received: AtomicU64,
+    /// Flows dropped because a reconnect replayed them (`since` overlaps).
+    pub duplicates_dropped: AtomicU64,
+    /// Flows dropped because the engine's queue stayed full.
+    pub queue_full_dropped: AtomicU64,
+    /// Sum of `num_events_lost` reported upstream (Hubble ring buffers overflowing).
+    pub lost_events: AtomicU64,
+    pub node_status_events: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub last_error: std::sync::Mutex<String>,
+    pub server_version: std::sync::Mutex<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid Hubble server address `{0}`")]
+    Address(String),
+    #[error("cannot read {path}: {source}")]
+    Tls { path: String, source: std::io::Error },
+    #[error("tls: {0}")]
+    TlsConfig(String),
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|source| ClientError::Tls { path: path.display().to_string(), source })
+}
+
+/// Builds the channel endpoint (TLS when asked by `tls://` or certificate files).
+pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
+    let (tls, address) = match config.server.strip_prefix("tls://") {
+        Some(rest) => (true, rest),
+        None => (config.tls_ca.is_some() || config.tls_cert.is_some(), config.server.trim_start_matches("http://")),
+    };
+    let uri = format!("{}://{address}", if tls { "https" } else { "http" });
+    let mut ep = Endpoint::from_shared(uri)
+        .map_err(|_| ClientError::Address(config.server.clone()))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_keepalive(Some(Duration::from_secs(30)));
+    if tls {
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+        let mut t =
+            ClientTlsConfig::new().domain_name(config.tls_server_name.clone().unwrap_or_else(|| host.to_string()));
+        if let Some(ca) = &config.tls_ca {
+            t = t.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => t = t.identity(Identity::from_pem(read(c)?, read(k)?)),
+            (None, None) => {}
+            _ => return Err(ClientError::TlsConfig("--tls-cert and --tls-key go together".into())),
+        }
+        ep = ep.tls_config(t).map_err(|e| ClientError::TlsConfig(e.to_string()))?;
+    }
+    Ok(ep)
+}
+
+/// Remembers the newest flow time and the flows seen at exactly that time, so a stream resumed
+/// with `since` = that time can drop what it already delivered.
+#[derive(Debug, Default)]
+struct Resume {
+    last: Option<i64>,
+    at_last: HashSet<u64>,
+}
+
+impl Resume {
+    /// Whether the flow is new (and records it).
+    fn admit(&mut self, time: i64, fingerprint: u64) -> bool {
+        match self.last {
+            Some(last) if time < last => false,
+            Some(last) if time == last => self.at_last.insert(fingerprint),
+            _ => {
+                self.last = Some(time);
+                self.at_last.clear();
+                self.at_last.insert(fingerprint);
+                true
+            }
+        }
+    }
+}
+
+fn fingerprint(resp: &GetFlowsResponse) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6875_6262_6c65).hash_one(resp.encode_to_vec())
+}
+
+/// Follows the server until `shutdown` turns true, sending flows (and lost-event markers) to
+/// `tx`. Never returns an error for network trouble: it reconnects and counts.
+pub async fn follow(
+    config: ClientConfig,
+    tx: mpsc::Sender<GetFlowsResponse>,
+    telemetry: Arc<ClientTelemetry>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let endpoint = endpoint(&config)?;
+    let mut resume = Resume::default();
+    let mut backoff = config.backoff_initial;
+    let mut attempt: u64 = 0;
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let outcome = tokio::select! {
+            r = session(&endpoint, &config, &tx, &telemetry, &mut resume) => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        telemetry.connected.store(false, Ordering::Relaxed);
+        match outcome {
+            Ok(Session::Delivered) => backoff = config.backoff_initial,
+            Ok(Session::ConsumerGone) => return Ok(()),
+            Err(message) => {
+                *telemetry.last_error.lock().unwrap_or_else(|e| e.into_inner()) = message.clone();
+                tracing::warn!(server = %config.server, error = %message, retry_in_ms = backoff.as_millis() as u64, "hubble connection failed");
+            }
+        }
+        telemetry.reconnects.fetch_add(1, Ordering::Relaxed);
+        // Jitter spreads reconnects of many collectors: ±25 % of the backoff.
+        attempt += 1;
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let jitter = (u64::from(clock) ^ attempt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 500;
+        let wait = backoff.mul_f64(0.75 + jitter as f64 / 1000.0);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(config.backoff_max);
+    }
+}
+
+enum Session {
+    /// The stream ended after delivering flows (a server restart, an idle timeout).
+    Delivered,
+    /// The receiving side closed: stop.
+    ConsumerGone,
+}
+
+async fn session(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+    tx: &mpsc::Sender<GetFlowsResponse>,
+    telemetry: &ClientTelemetry,
+    resume: &mut Resume,
+) -> Result<Session, String> {
+    let channel: Channel = endpoint.connect().await.map_err(|e| format!("connect: {e}"))?;
+    let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
+    let status =
+        client.server_status(ServerStatusRequest {}).await.map_err(|e| format!("ServerStatus: {e}"))?.into_inner();
+    *telemetry.server_version.lock().unwrap_or_else(|e| e.into_inner()) = status.version.clone();
+    tracing::info!(server = %config.server, version = %status.version, flows = status.num_flows, "connected to hubble");
+    let request = GetFlowsRequest {
+        follow: true,
+        since: resume.last.map(|t| prost_types::Timestamp {
+            seconds: t.div_euclid(1_000_000_000),
+            nanos: t.rem_euclid(1_000_000_000) as i32,
+        }),
+        whitelist: config.whitelist.clone(),
+        blacklist: config.blacklist.clone(),
+        ..Default::default()
+    };
+    let mut stream = client.get_flows(request).await.map_err(|e| format!("GetFlows: {e}"))?.into_inner();
+    telemetry.connected.store(true, Ordering::Relaxed);
+    loop {
+        let item = match stream.message().await {
+            Ok(Some(item)) => item,
+            Ok(None) => return Ok(Session::Delivered),
+            Err(e) => return Err(format!("stream: {e}")),
+        };
+        match &item.response_types {
+            Some(ResponseTypes::Flow(f)) => {
+                telemetry.flows_received.fetch_add(1, Ordering::Relaxed);
+                let time = f.time.as_ref().or(item.time.as_ref()).map(nanos).unwrap_or(0);
+                if !resume.admit(time, fingerprint(&item)) {
+                    telemetry.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            Some(ResponseTypes::LostEvents(l)) => {
+                telemetry.lost_events.fetch_add(l.num_events_lost, Ordering::Relaxed);
+            }
+            Some(ResponseTypes::NodeStatus(n)) => {
+                telemetry.node_status_events.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(state = n.state_change, nodes = ?n.node_names, message = %n.message, "hubble node status");
+                continue;
+            }
+            None => continue,
+        }
+        // Back-pressure first (gRPC flow control slows the server); a queue that stays full
+        // for a second drops and counts rather than growing.
+        match tx.send_timeout(item, Duration::from_secs(1)).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                telemetry.queue_full_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Ok(Session::ConsumerGone),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_drops_the_overlap_only() {
+        let mut r = Resume::default();
+        assert!(r.admit(10, 1));
+        assert!(r.admit(20, 2));
+        assert!(r.admit(20, 3));
+        // A reconnect with since=20 replays the flows at 20, then new ones.
+        assert!(!r.admit(20, 2));
+        assert!(!r.admit(20, 3));
+        assert!(r.admit(20, 4));
+        assert!(!r.admit(15, 5));
+        assert!(r.admit(21, 2));
+    }
+
+    #[test]
+    fn endpoints_from_addresses() {
+        let plain = ClientConfig { server: "hubble-relay.kube-system.svc:80".into(), ..Default::default() };
+        assert_eq!(endpoint(&plain).unwrap().uri().scheme_str(), Some("http"));
+        let tls = ClientConfig { server: "tls://hubble-relay:443".into(), ..Default::default() };
+        assert_eq!(endpoint(&tls).unwrap().uri().scheme_str(), Some("https"));
+        let bad = ClientConfig { server: "tls://".into(), ..Default::default() };
+        assert!(endpoint(&bad).is_err());
+    }
+}

@@ -1,0 +1,603 @@
+//! `agentgraph collect` and `agentgraph replay`: the long-running collector (Hubble client →
+//! engine → sinks, with health endpoints and graceful shutdown) and the replay server.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentgraph_core::report::RequestJson;
+use agentgraph_core::{Engine, EngineConfig, NormalizeConfig, RequestGraph};
+use agentgraph_ingest::hubble::{self, ClientConfig, ClientTelemetry};
+use agentgraph_ingest::replay::{ReplayConfig, ReplayServer};
+use agentgraph_proto::convert::{nanos, response_from_event};
+use agentgraph_proto::flow::{EventTypeFilter, FlowFilter};
+use agentgraph_proto::observer::GetFlowsResponse;
+use agentgraph_proto::observer::get_flows_response::ResponseTypes;
+use agentgraph_proto::observer::observer_server::ObserverServer;
+use agentgraph_proto::{Event, FlowView, decode_line};
+use anyhow::{Context, Result, anyhow};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::{CollectArgs, ReplayArgs, parse_duration};
+
+/// The collector's configuration: defaults, then the `--config` file, then environment
+/// variables and flags (flags win).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectConfig {
+    /// Hubble server: `host:port` (plaintext) or `tls://host:port`.
+    pub hubble_server: String,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    /// Address of `/healthz` and `/readyz`.
+    pub listen: String,
+    /// Where completed request graphs go, one JSON object per line (`-` = stdout).
+    pub output: Option<String>,
+    /// Rotate the output file past this size.
+    pub output_max_bytes: u64,
+    /// Rotated output files kept (`graphs.ndjson.1` ...).
+    pub output_keep: usize,
+    /// Recent request graphs kept in memory (for the web API).
+    pub recent_requests: usize,
+    /// Flows queued between the Hubble client and the engine.
+    pub queue_capacity: usize,
+    /// Only flows to or from these namespaces (empty = all).
+    pub namespaces: Vec<String>,
+    /// Ask Hubble for L7 flows only (the analyzer ignores the rest).
+    pub l7_only: bool,
+    pub connect_timeout: String,
+    pub reorder_window: String,
+    pub response_timeout: String,
+    pub linger: String,
+    pub max_open_calls: usize,
+    /// `text` or `json` logs.
+    pub log_format: String,
+}
+
+impl Default for CollectConfig {
+    fn default() -> Self {
+        CollectConfig {
+            hubble_server: "localhost:4245".into(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
+            listen: "0.0.0.0:9464".into(),
+            output: None,
+            output_max_bytes: 100 << 20,
+            output_keep: 5,
+            recent_requests: 1000,
+            queue_capacity: 65_536,
+            namespaces: Vec::new(),
+            l7_only: true,
+            connect_timeout: "5s".into(),
+            reorder_window: "2s".into(),
+            response_timeout: "60s".into(),
+            linger: "2s".into(),
+            max_open_calls: 200_000,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl CollectConfig {
+    fn load(args: &CollectArgs) -> Result<Self> {
+        let mut c = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
+            }
+            None => CollectConfig::default(),
+        };
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = &args.$field {
+                    c.$field = v.clone().into();
+                }
+            };
+        }
+        set!(hubble_server);
+        set!(listen);
+        set!(connect_timeout);
+        set!(reorder_window);
+        set!(response_timeout);
+        set!(linger);
+        set!(log_format);
+        if args.tls_ca.is_some() {
+            c.tls_ca = args.tls_ca.clone();
+        }
+        if args.tls_cert.is_some() {
+            c.tls_cert = args.tls_cert.clone();
+        }
+        if args.tls_key.is_some() {
+            c.tls_key = args.tls_key.clone();
+        }
+        if args.tls_server_name.is_some() {
+            c.tls_server_name = args.tls_server_name.clone();
+        }
+        if args.output.is_some() {
+            c.output = args.output.clone();
+        }
+        if let Some(n) = args.max_open_calls {
+            c.max_open_calls = n;
+        }
+        if !args.namespace.is_empty() {
+            c.namespaces = args.namespace.clone();
+        }
+        if args.all_flows {
+            c.l7_only = false;
+        }
+        for d in [&c.connect_timeout, &c.reorder_window, &c.response_timeout, &c.linger] {
+            parse_duration(d).map_err(|e| anyhow!(e))?;
+        }
+        if !matches!(c.log_format.as_str(), "text" | "json") {
+            return Err(anyhow!("log_format must be `text` or `json`, not `{}`", c.log_format));
+        }
+        Ok(c)
+    }
+
+    fn engine(&self) -> EngineConfig {
+        let d = |s: &str| parse_duration(s).unwrap_or(0);
+        EngineConfig {
+            reorder_window: d(&self.reorder_window),
+            response_timeout: d(&self.response_timeout),
+            linger: d(&self.linger),
+            max_open_calls: self.max_open_calls,
+            ..EngineConfig::default()
+        }
+    }
+
+    /// Server-side filters: L7 flows only, and the namespaces asked for.
+    fn filters(&self) -> Vec<FlowFilter> {
+        let l7 = if self.l7_only {
+            vec![EventTypeFilter { r#type: 129, match_sub_type: false, sub_type: 0 }]
+        } else {
+            Vec::new()
+        };
+        if self.namespaces.is_empty() {
+            return if l7.is_empty() { Vec::new() } else { vec![FlowFilter { event_type: l7, ..Default::default() }] };
+        }
+        let pods: Vec<String> = self.namespaces.iter().map(|n| format!("{n}/")).collect();
+        vec![
+            FlowFilter { source_pod: pods.clone(), event_type: l7.clone(), ..Default::default() },
+            FlowFilter { destination_pod: pods, event_type: l7, ..Default::default() },
+        ]
+    }
+}
+
+/// `agentgraph config print-default`.
+pub fn print_default_config() -> Result<ExitCode> {
+    println!("# agentgraph collect configuration (agentgraph collect --config FILE); flags and environment win");
+    print!("{}", toml::to_string(&CollectConfig::default())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `/readyz` reports and the engine thread updates.
+#[derive(Default)]
+struct CollectorState {
+    client: Arc<ClientTelemetry>,
+    demo: bool,
+    flows_decoded: AtomicU64,
+    flows_undecodable: AtomicU64,
+    open_calls: AtomicU64,
+    open_requests: AtomicU64,
+    requests_emitted: AtomicU64,
+    requests_forced: AtomicU64,
+    calls_unanswered: AtomicU64,
+    recent: Mutex<VecDeque<RequestJson>>,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    connected: bool,
+    server_version: String,
+    last_error: String,
+    flows_received: u64,
+    flows_decoded: u64,
+    flows_discarded_duplicate: u64,
+    flows_discarded_queue_full: u64,
+    flows_discarded_undecodable: u64,
+    lost_events_upstream: u64,
+    node_status_events: u64,
+    reconnects: u64,
+    open_calls: u64,
+    open_requests: u64,
+    requests_emitted: u64,
+    requests_emitted_early: u64,
+    calls_unanswered: u64,
+}
+
+impl CollectorState {
+    fn readiness(&self) -> Readiness {
+        let c = &self.client;
+        let connected = self.demo || c.connected.load(Ordering::Relaxed);
+        Readiness {
+            ready: connected,
+            connected,
+            server_version: c.server_version.lock().map(|v| v.clone()).unwrap_or_default(),
+            last_error: c.last_error.lock().map(|v| v.clone()).unwrap_or_default(),
+            flows_received: c.flows_received.load(Ordering::Relaxed),
+            flows_decoded: self.flows_decoded.load(Ordering::Relaxed),
+            flows_discarded_duplicate: c.duplicates_dropped.load(Ordering::Relaxed),
+            flows_discarded_queue_full: c.queue_full_dropped.load(Ordering::Relaxed),
+            flows_discarded_undecodable: self.flows_undecodable.load(Ordering::Relaxed),
+            lost_events_upstream: c.lost_events.load(Ordering::Relaxed),
+            node_status_events: c.node_status_events.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            open_calls: self.open_calls.load(Ordering::Relaxed),
+            open_requests: self.open_requests.load(Ordering::Relaxed),
+            requests_emitted: self.requests_emitted.load(Ordering::Relaxed),
+            requests_emitted_early: self.requests_forced.load(Ordering::Relaxed),
+            calls_unanswered: self.calls_unanswered.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<CollectorState>>) -> impl IntoResponse {
+    let r = state.readiness();
+    (if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(r))
+}
+
+/// Newline-delimited request graphs to a file with size-based rotation, or to stdout.
+struct FileSink {
+    path: Option<PathBuf>,
+    out: Box<dyn Write + Send>,
+    written: u64,
+    max_bytes: u64,
+    keep: usize,
+}
+
+impl FileSink {
+    fn open(target: &str, max_bytes: u64, keep: usize) -> Result<Self> {
+        if target == "-" {
+            return Ok(FileSink { path: None, out: Box::new(std::io::stdout()), written: 0, max_bytes, keep });
+        }
+        let path = PathBuf::from(target);
+        let file =
+            File::options().create(true).append(true).open(&path).with_context(|| format!("cannot open {target}"))?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(FileSink { out: Box::new(BufWriter::new(file)), path: Some(path), written, max_bytes, keep })
+    }
+
+    fn write(&mut self, graph: &RequestJson) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(graph).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        if self.path.is_some() && self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.out.write_all(&line)?;
+        self.written += line.len() as u64;
+        if self.path.is_none() {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let path = self.path.clone().expect("files only");
+        self.out.flush()?;
+        let numbered = |n: usize| PathBuf::from(format!("{}.{n}", path.display()));
+        let _ = std::fs::remove_file(numbered(self.keep.max(1)));
+        for n in (1..self.keep.max(1)).rev() {
+            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+        }
+        std::fs::rename(&path, numbered(1))?;
+        self.out = Box::new(BufWriter::new(File::create(&path)?));
+        self.written = 0;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// One task owns the engine: it drains the queue, feeds the engine and hands completed graphs
+/// to the sinks; when the queue closes it flushes open requests as incomplete.
+fn engine_loop(
+    mut rx: mpsc::Receiver<GetFlowsResponse>,
+    mut engine: Engine,
+    mut sink: Option<FileSink>,
+    state: Arc<CollectorState>,
+    recent_cap: usize,
+    reorder_window: i64,
+    handle: tokio::runtime::Handle,
+) -> Result<()> {
+    let mut last_event: Option<(i64, Instant)> = None;
+    let deliver = |engine: &mut Engine, sink: &mut Option<FileSink>| -> Result<()> {
+        for g in engine.drain().collect::<Vec<RequestGraph>>() {
+            let json = RequestJson::from(&g);
+            if let Some(s) = sink.as_mut() {
+                s.write(&json).context("cannot write the output")?;
+            }
+            if recent_cap > 0 {
+                let mut recent = state.recent.lock().unwrap_or_else(|e| e.into_inner());
+                if recent.len() >= recent_cap {
+                    recent.pop_front();
+                }
+                recent.push_back(json);
+            }
+        }
+        let stats = engine.stats();
+        state.requests_emitted.store(stats.requests_emitted, Ordering::Relaxed);
+        state.requests_forced.store(stats.forced_requests, Ordering::Relaxed);
+        state.calls_unanswered.store(stats.unanswered_calls, Ordering::Relaxed);
+        state.open_calls.store(engine.open_calls() as u64, Ordering::Relaxed);
+        state.open_requests.store(engine.open_requests() as u64, Ordering::Relaxed);
+        Ok(())
+    };
+    loop {
+        let next = handle.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await });
+        match next {
+            Ok(Some(item)) => {
+                let wrapper_time = item.time.as_ref().map(nanos);
+                match &item.response_types {
+                    Some(ResponseTypes::Flow(f)) => match FlowView::from_proto(f, wrapper_time) {
+                        Some(view) => {
+                            state.flows_decoded.fetch_add(1, Ordering::Relaxed);
+                            last_event = Some((view.time_ns, Instant::now()));
+                            engine.push_flow(&view);
+                        }
+                        None => {
+                            state.flows_undecodable.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Some(ResponseTypes::LostEvents(_)) => {
+                        if let Some(t) = wrapper_time {
+                            engine.advance_watermark(t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                // A quiet source: let event time advance with the wall clock, so requests
+                // still complete and expire (the core itself never reads the clock).
+                if let Some((t, at)) = last_event {
+                    let idle = at.elapsed().as_nanos() as i64;
+                    if idle > reorder_window {
+                        engine.advance_watermark(t + idle);
+                    }
+                }
+            }
+        }
+        deliver(&mut engine, &mut sink)?;
+    }
+    engine.finish();
+    deliver(&mut engine, &mut sink)?;
+    if let Some(s) = sink.as_mut() {
+        s.flush()?;
+    }
+    Ok(())
+}
+
+/// Feeds the engine from the built-in simulated cluster at real-time pace.
+fn demo_source(tx: mpsc::Sender<GetFlowsResponse>, shutdown: watch::Receiver<bool>) {
+    let Ok(scenario) = agentgraph_sim::Scenario::load("support-desk") else { return };
+    let opts = agentgraph_sim::SimOptions {
+        requests: None,
+        rate: Some(2.0),
+        duration: Some(i64::MAX / 4),
+        concurrency: Some(2.0),
+        start: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let sim = agentgraph_sim::Simulator::new(&scenario, opts.clone());
+    let _ = sim.run(
+        |_, line| {
+            if *shutdown.borrow() {
+                return Err(std::io::Error::other("stopped"));
+            }
+            let Ok(ev) = decode_line(line.as_bytes()) else { return Ok(()) };
+            if let Event::Flow(f) = &ev {
+                let due = started + Duration::from_nanos((f.time_ns - opts.start).max(0) as u64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+            match response_from_event(&ev) {
+                Some(resp) => tx.blocking_send(resp).map_err(|_| std::io::Error::other("engine gone")),
+                None => Ok(()),
+            }
+        },
+        |_| Ok(()),
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn run(args: CollectArgs) -> Result<ExitCode> {
+    let config = CollectConfig::load(&args)?;
+    init_logging(&config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(collect(config, args.demo))
+}
+
+async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
+    let listen: SocketAddr =
+        config.listen.parse().with_context(|| format!("invalid listen address `{}`", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "serving /healthz and /readyz");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (tx, rx) = mpsc::channel::<GetFlowsResponse>(config.queue_capacity.max(1));
+    let state = Arc::new(CollectorState { demo, ..Default::default() });
+
+    let sink = match &config.output {
+        Some(target) => Some(FileSink::open(target, config.output_max_bytes, config.output_keep)?),
+        None => None,
+    };
+    let engine = Engine::new(config.engine(), NormalizeConfig::default());
+    let reorder_window = config.engine().reorder_window;
+    let handle = tokio::runtime::Handle::current();
+    let engine_state = state.clone();
+    let recent_cap = config.recent_requests;
+    let engine_task = tokio::task::spawn_blocking(move || {
+        engine_loop(rx, engine, sink, engine_state, recent_cap, reorder_window, handle)
+    });
+
+    let source = if demo {
+        let rx = shutdown_rx.clone();
+        tokio::task::spawn_blocking(move || {
+            demo_source(tx, rx);
+            Ok(())
+        })
+    } else {
+        let client = ClientConfig {
+            server: config.hubble_server.clone(),
+            tls_ca: config.tls_ca.clone(),
+            tls_cert: config.tls_cert.clone(),
+            tls_key: config.tls_key.clone(),
+            tls_server_name: config.tls_server_name.clone(),
+            connect_timeout: Duration::from_nanos(
+                parse_duration(&config.connect_timeout).unwrap_or(5_000_000_000) as u64
+            ),
+            whitelist: config.filters(),
+            ..ClientConfig::default()
+        };
+        hubble::endpoint(&client)?;
+        let telemetry = state.client.clone();
+        let rx = shutdown_rx.clone();
+        tokio::spawn(async move { hubble::follow(client, tx, telemetry, rx).await.map_err(anyhow::Error::from) })
+    };
+
+    let app =
+        axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state.clone());
+    let mut http_shutdown = shutdown_rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.changed().await;
+            })
+            .await
+    });
+
+    // Periodic self-telemetry in the logs.
+    let log_state = state.clone();
+    let mut log_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = log_shutdown.changed() => return,
+            }
+            let r = log_state.readiness();
+            tracing::info!(
+                flows_received = r.flows_received,
+                flows_discarded_duplicate = r.flows_discarded_duplicate,
+                flows_discarded_queue_full = r.flows_discarded_queue_full,
+                lost_events_upstream = r.lost_events_upstream,
+                reconnects = r.reconnects,
+                open_requests = r.open_requests,
+                requests_emitted = r.requests_emitted,
+                "collector status"
+            );
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: flushing open requests");
+    let _ = shutdown_tx.send(true);
+    // The source ends and drops its sender; the engine then drains, flushes and returns.
+    let _ = source.await;
+    let finished = tokio::time::timeout(Duration::from_secs(20), engine_task).await;
+    let _ = http.await;
+    match finished {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!(requests = state.requests_emitted.load(Ordering::Relaxed), "stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(e)) => Err(anyhow!("engine task failed: {e}")),
+        Err(_) => Err(anyhow!("engine did not finish within 20 s")),
+    }
+}
+
+pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    init_logging("text");
+    let speed = if args.max_speed { None } else { Some(args.speed) };
+    if speed.is_some_and(|s| s <= 0.0) {
+        return Err(anyhow!("--speed must be positive"));
+    }
+    let server = ReplayServer::new(ReplayConfig { files: args.files.clone(), speed, looped: args.r#loop })?;
+    let flows = server.flows();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = runtime.block_on(async move {
+        let listen: SocketAddr =
+            args.listen.parse().with_context(|| format!("invalid listen address `{}`", args.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let bound = listener.local_addr()?;
+        // Tests and scripts read this line to find an ephemeral port.
+        eprintln!("agentgraph: replaying {flows} flows from {} on {bound}", args.files.join(", "));
+        let mut builder = tonic::transport::Server::builder();
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            let identity = tonic::transport::Identity::from_pem(
+                std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?,
+                std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?,
+            );
+            builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        }
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = tokio::spawn(
+            builder
+                .add_service(ObserverServer::new(server).max_encoding_message_size(64 << 20))
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                }),
+        );
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+        // Followers keep their streams open; give them a moment, then stop regardless.
+        let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
