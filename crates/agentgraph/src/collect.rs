@@ -198,6 +198,7 @@ struct CollectorState {
     requests_emitted: AtomicU64,
     requests_forced: AtomicU64,
     calls_unanswered: AtomicU64,
+    responses_without_request: AtomicU64,
     recent: Mutex<VecDeque<RequestJson>>,
 }
 
@@ -220,6 +221,8 @@ struct Readiness {
     requests_emitted: u64,
     requests_emitted_early: u64,
     calls_unanswered: u64,
+    /// Responses whose request was not held (before the start, or emitted early under the bound).
+    responses_without_request: u64,
 }
 
 impl CollectorState {
@@ -244,6 +247,7 @@ impl CollectorState {
             requests_emitted: self.requests_emitted.load(Ordering::Relaxed),
             requests_emitted_early: self.requests_forced.load(Ordering::Relaxed),
             calls_unanswered: self.calls_unanswered.load(Ordering::Relaxed),
+            responses_without_request: self.responses_without_request.load(Ordering::Relaxed),
         }
     }
 }
@@ -351,6 +355,7 @@ fn engine_loop(
         state.requests_emitted.store(stats.requests_emitted, Ordering::Relaxed);
         state.requests_forced.store(stats.forced_requests, Ordering::Relaxed);
         state.calls_unanswered.store(stats.unanswered_calls, Ordering::Relaxed);
+        state.responses_without_request.store(stats.orphan_responses, Ordering::Relaxed);
         state.open_calls.store(engine.open_calls() as u64, Ordering::Relaxed);
         state.open_requests.store(engine.open_requests() as u64, Ordering::Relaxed);
         Ok(())

@@ -245,3 +245,66 @@ fn default_config_round_trips() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid listen address `nowhere`"));
 }
+
+/// A cluster that never answers cannot push the collector past its bound on held calls: the
+/// oldest requests are emitted early (counted), and every call is still reported.
+#[test]
+fn a_flood_of_unanswered_calls_stays_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/scenarios/never-answers.toml");
+    let sim = dir.path().join("flood");
+    let status = Command::new(bin())
+        .args([
+            "simulate",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--requests",
+            "300",
+            "--out",
+            sim.to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let flows = sim.join("flows.jsonl");
+    let (mut replay, line) =
+        start(&["replay", flows.to_str().unwrap(), "--listen", "127.0.0.1:0", "--speed", "20"], "replaying");
+    let output = dir.path().join("graphs.ndjson");
+    let bound = 40u64;
+    let (mut collect, http) =
+        collector(&address_in(&line), &output, &["--max-open-calls", &bound.to_string(), "--response-timeout", "10m"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut peak = 0;
+    let mut received = 0;
+    while Instant::now() < deadline {
+        let (_, body) = http_get(&http, "/readyz");
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        peak = peak.max(r["open_calls"].as_u64().unwrap());
+        let now = r["flows_received"].as_u64().unwrap();
+        if now > 0 && now == received {
+            break;
+        }
+        received = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(peak <= bound, "held {peak} calls, bound {bound}");
+    let (_, body) = http_get(&http, "/readyz");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(r["requests_emitted_early"].as_u64().unwrap() > 0, "{body}");
+    // A response arriving after its request was emitted early is reported as a call of its
+    // own, and counted.
+    let late = r["responses_without_request"].as_u64().unwrap() as usize;
+    assert!(collect.terminate().success());
+    let calls: usize = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["calls"].as_array().unwrap().len())
+        .sum();
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sim.join("truth.json")).unwrap()).unwrap();
+    let true_calls: usize =
+        truth["requests"].as_array().unwrap().iter().map(|q| q["calls"].as_array().unwrap().len()).sum();
+    assert_eq!(calls, true_calls + late, "every call is reported, early or not");
+    replay.terminate();
+}
