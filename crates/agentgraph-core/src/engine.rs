@@ -943,7 +943,8 @@ impl Engine {
             let Some(g) = self.calls.get(c).map(|c| c.group) else { continue };
             if let Some(group) = self.groups.get_mut(&g) {
                 group.claims = group.claims.saturating_add_signed(delta);
-                if delta < 0 {
+                // The last claim gone: the request may be complete.
+                if delta < 0 && group.claims == 0 {
                     self.group_checks.push(Reverse((self.now, g)));
                 }
             }

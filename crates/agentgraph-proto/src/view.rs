@@ -36,7 +36,14 @@ impl<'a> JStr<'a> {
     /// The decoded value; invalid UTF-8 or a bad escape is replaced, never an error, because a
     /// display string must not make a whole flow undecodable.
     pub fn value(&self) -> Cow<'a, str> {
-        if self.escaped { Cow::Owned(unescape(self.raw)) } else { String::from_utf8_lossy(self.raw) }
+        if self.escaped {
+            return Cow::Owned(unescape(self.raw));
+        }
+        // Valid UTF-8 (nearly always) is borrowed after one fast check.
+        match std::str::from_utf8(self.raw) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(self.raw),
+        }
     }
 
     /// Compares the decoded value with `s`, ASCII case-insensitively.

@@ -81,7 +81,7 @@ impl Default for CollectConfig {
             output_max_bytes: 100 << 20,
             output_keep: 5,
             recent_requests: 1000,
-            queue_capacity: 65_536,
+            queue_capacity: 8_192,
             namespaces: Vec::new(),
             l7_only: true,
             connect_timeout: "5s".into(),
@@ -360,31 +360,36 @@ fn engine_loop(
         state.open_requests.store(engine.open_requests() as u64, Ordering::Relaxed);
         Ok(())
     };
+    let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(1024);
     loop {
-        let next = handle.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await });
-        match next {
-            Ok(Some(item)) => {
-                let wrapper_time = item.time.as_ref().map(nanos);
-                match &item.response_types {
-                    Some(ResponseTypes::Flow(f)) => match FlowView::from_proto(f, wrapper_time) {
-                        Some(view) => {
-                            state.flows_decoded.fetch_add(1, Ordering::Relaxed);
-                            last_event = Some((view.time_ns, Instant::now()));
-                            engine.push_flow(&view);
+        // Take whatever is queued (up to a batch) in one wake-up.
+        let received =
+            handle.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv_many(&mut batch, 1024)).await });
+        match received {
+            Ok(0) => break,
+            Ok(_) => {
+                for item in batch.drain(..) {
+                    let wrapper_time = item.time.as_ref().map(nanos);
+                    match &item.response_types {
+                        Some(ResponseTypes::Flow(f)) => match FlowView::from_proto(f, wrapper_time) {
+                            Some(view) => {
+                                state.flows_decoded.fetch_add(1, Ordering::Relaxed);
+                                last_event = Some((view.time_ns, Instant::now()));
+                                engine.push_flow(&view);
+                            }
+                            None => {
+                                state.flows_undecodable.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                        Some(ResponseTypes::LostEvents(_)) => {
+                            if let Some(t) = wrapper_time {
+                                engine.advance_watermark(t);
+                            }
                         }
-                        None => {
-                            state.flows_undecodable.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
-                    Some(ResponseTypes::LostEvents(_)) => {
-                        if let Some(t) = wrapper_time {
-                            engine.advance_watermark(t);
-                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
-            Ok(None) => break,
             Err(_) => {
                 // A quiet source: let event time advance with the wall clock, so requests
                 // still complete and expire (the core itself never reads the clock).
