@@ -19,6 +19,9 @@ use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, h
 use agentgraph_proto::FlowView;
 
 const MS: Nanos = 1_000_000;
+/// A pod serving more calls at once than this: only the latest-started are parent candidates,
+/// which keeps the work per call bounded on a pod that piles up calls.
+const MAX_CANDIDATES: usize = 64;
 const SEC: Nanos = 1_000_000_000;
 
 /// Settings of the engine (all durations are event time, nanoseconds).
@@ -245,6 +248,8 @@ pub struct Engine {
     pending: HashMap<ConnKey, VecDeque<(CallId, usize)>>,
     twins: HashMap<u64, Vec<CallId>>,
     inbound: HashMap<Place, Vec<CallId>>,
+    /// Length of each pod's `inbound` list at which it is next pruned (amortized O(1) per call).
+    prune_at: HashMap<Place, usize>,
     expiries: BinaryHeap<Reverse<(Nanos, CallId)>>,
     group_checks: BinaryHeap<Reverse<(Nanos, GroupId)>>,
     /// Groups in creation order, for forced emission when full.
@@ -282,6 +287,7 @@ impl Engine {
             pending: HashMap::new(),
             twins: HashMap::new(),
             inbound: HashMap::new(),
+            prune_at: HashMap::new(),
             expiries: BinaryHeap::new(),
             group_checks: BinaryHeap::new(),
             group_order: VecDeque::new(),
@@ -496,7 +502,10 @@ impl Engine {
     fn find_twin(&self, r: &HttpRecord, key: u64, slot: usize) -> Option<CallId> {
         let other = 1 - slot;
         let ids = self.twins.get(&key)?;
+        // The twin is among the newest calls with this key (copies are milliseconds apart).
         ids.iter()
+            .rev()
+            .take(MAX_CANDIDATES)
             .copied()
             .filter_map(|id| self.calls.get(&id).map(|c| (id, c)))
             .filter(|(_, c)| c.obs[other].present && !c.obs[slot].present && c.url_key == r.url_key)
@@ -836,8 +845,10 @@ impl Engine {
             .get(&p)
             .map(|list| {
                 list.iter()
+                    .rev()
                     .copied()
                     .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)))
+                    .take(MAX_CANDIDATES)
                     .collect()
             })
             .unwrap_or_default()
@@ -855,8 +866,12 @@ impl Engine {
         let margin = 2 * self.config.clock_skew + self.config.dedup_window;
         let horizon = self.now.saturating_sub(margin);
         if let Some(list) = self.inbound.get_mut(&client_place) {
-            let calls = &self.calls;
-            list.retain(|c| calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)));
+            let due = self.prune_at.get(&client_place).copied().unwrap_or(MAX_CANDIDATES);
+            if list.len() >= due {
+                let calls = &self.calls;
+                list.retain(|c| calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)));
+                self.prune_at.insert(client_place.clone(), (2 * list.len()).max(MAX_CANDIDATES));
+            }
         }
         let call = &self.calls[&id];
         let inbound: &[CallId] = if call.unanswered {
@@ -872,7 +887,8 @@ impl Engine {
         // An unanswered child need only have started while its parent was in flight.
         let child_end = if call.unanswered { child_start } else { child_end.unwrap_or(child_start) };
         let mut best: Vec<(u8, Nanos, CallId)> = Vec::new();
-        for &pid in inbound {
+        // Latest-started first; a pod with a pile of calls is searched only among its newest.
+        for &pid in inbound.iter().rev().take(4 * MAX_CANDIDATES) {
             if pid == id {
                 continue;
             }
@@ -1217,9 +1233,32 @@ impl Engine {
                 }
             }
             if let Some(p) = place(&c.server) {
-                remove_from(&mut self.inbound, &p, *id);
+                // Emitted calls leave their pod's list in amortized batches, not one by one.
+                let due = self.prune_at.get(&p).copied().unwrap_or(MAX_CANDIDATES);
+                if let Some(list) = self.inbound.get_mut(&p) {
+                    if list.len() < due {
+                        list.retain(|c| c != id);
+                    } else {
+                        let calls = &self.calls;
+                        list.retain(|c| c != id && calls.contains_key(c));
+                        self.prune_at.insert(p.clone(), (2 * list.len()).max(MAX_CANDIDATES));
+                    }
+                    if list.is_empty() {
+                        self.inbound.remove(&p);
+                        self.prune_at.remove(&p);
+                    }
+                }
             }
-            remove_from(&mut self.twins, &c.dedup_key, *id);
+            if let Some(list) = self.twins.get_mut(&c.dedup_key) {
+                // Long lists (a pile of open calls on one key) are pruned in amortized batches.
+                if list.len() < 2 * MAX_CANDIDATES || list.len() % MAX_CANDIDATES == 0 {
+                    let calls = &self.calls;
+                    list.retain(|x| x != id && calls.contains_key(x));
+                }
+                if list.is_empty() {
+                    self.twins.remove(&c.dedup_key);
+                }
+            }
         }
         // A call whose request was not seen started before its earliest child, or at the latest
         // when it was answered.
@@ -1308,15 +1347,6 @@ fn remove_pending(pending: &mut HashMap<ConnKey, VecDeque<(CallId, usize)>>, con
         q.retain(|(c, _)| *c != id);
         if q.is_empty() {
             pending.remove(conn);
-        }
-    }
-}
-
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<CallId>>, key: &K, id: CallId) {
-    if let Some(v) = map.get_mut(key) {
-        v.retain(|c| *c != id);
-        if v.is_empty() {
-            map.remove(key);
         }
     }
 }

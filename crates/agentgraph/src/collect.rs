@@ -363,8 +363,8 @@ fn engine_loop(
     let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(1024);
     loop {
         // Take whatever is queued (up to a batch) in one wake-up.
-        let received =
-            handle.block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv_many(&mut batch, 1024)).await });
+        let received = handle
+            .block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv_many(&mut batch, 1024)).await });
         match received {
             Ok(0) => break,
             Ok(_) => {
