@@ -22,6 +22,8 @@ const MS: Nanos = 1_000_000;
 /// A pod serving more calls at once than this: only the latest-started are parent candidates,
 /// which keeps the work per call bounded on a pod that piles up calls.
 const MAX_CANDIDATES: usize = 64;
+/// Most ambiguous calls of one pod decided jointly at once.
+const MAX_JOINT_CHILDREN: usize = 256;
 const SEC: Nanos = 1_000_000_000;
 
 /// Settings of the engine (all durations are event time, nanoseconds).
@@ -1007,13 +1009,15 @@ impl Engine {
         if ready.is_empty() {
             return;
         }
+        let ready_set: foldhash::HashSet<CallId> = ready.iter().copied().collect();
         let list = self.pending_children.get_mut(place).expect("present");
-        list.retain(|c| !ready.contains(c));
+        list.retain(|c| !ready_set.contains(c));
         if list.is_empty() {
             self.pending_children.remove(place);
         }
         // The parents in play and the children to place, in start order.
         let mut parent_ids: Vec<CallId> = Vec::new();
+        let mut parent_index: HashMap<CallId, usize> = HashMap::new();
         let mut children: Vec<(CallId, Span, Vec<CallId>)> = Vec::new();
         for &c in &ready {
             let Some(call) = self.calls.get_mut(&c) else { continue };
@@ -1035,9 +1039,10 @@ impl Engine {
                     group.claims = group.claims.saturating_sub(1);
                 }
                 alive.push(p);
-                if !parent_ids.contains(&p) {
+                parent_index.entry(p).or_insert_with(|| {
                     parent_ids.push(p);
-                }
+                    parent_ids.len() - 1
+                });
             }
             children.push((c, Span { start, end, kind }, alive));
         }
@@ -1073,13 +1078,19 @@ impl Engine {
             .iter()
             .map(|(_, iv, cands)| ChildSlot {
                 interval: *iv,
-                candidates: cands.iter().map(|p| parent_ids.iter().position(|x| x == p).expect("listed")).collect(),
+                candidates: cands.iter().map(|p| parent_index[p]).collect(),
             })
             .collect();
         // A child whose candidates were all emitted early stays a root.
         let solvable: Vec<usize> = (0..child_slots.len()).filter(|&i| !child_slots[i].candidates.is_empty()).collect();
         let problem: Vec<ChildSlot> = solvable.iter().map(|&i| child_slots[i].clone()).collect();
-        let assignment = beam_assign(&slots, &problem, 64);
+        // The joint search is for a pod's handful of overlapping calls; a pile-up (a stuck
+        // pod, the end of input) falls back to the simple rule to keep work bounded.
+        let assignment = if problem.len() <= MAX_JOINT_CHILDREN && slots.len() <= MAX_CANDIDATES {
+            beam_assign(&slots, &problem, 64)
+        } else {
+            problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
+        };
         drop(slots);
         let mut touched = Vec::new();
         for (&i, (p, confidence)) in solvable.iter().zip(assignment) {

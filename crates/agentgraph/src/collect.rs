@@ -465,7 +465,10 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     let config = CollectConfig::load(&args)?;
     init_logging(&config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(collect(config, args.demo))
+    let result = runtime.block_on(collect(config, args.demo));
+    // Do not wait for a blocking task that overran the shutdown bound.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
