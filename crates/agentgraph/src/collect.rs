@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use agentgraph_core::report::RequestJson;
 use agentgraph_core::{Engine, EngineConfig, NormalizeConfig, RequestGraph};
+use agentgraph_export::metrics::CONTENT_TYPE;
+use agentgraph_export::{Metrics, MetricsConfig, SelfTelemetry};
 use agentgraph_ingest::hubble::{self, ClientConfig, ClientTelemetry};
 use agentgraph_ingest::replay::{ReplayConfig, ReplayServer};
 use agentgraph_proto::convert::{nanos, response_from_event};
@@ -187,7 +189,6 @@ pub fn print_default_config() -> Result<ExitCode> {
 }
 
 /// What `/readyz` reports and the engine thread updates.
-#[derive(Default)]
 struct CollectorState {
     client: Arc<ClientTelemetry>,
     demo: bool,
@@ -200,6 +201,7 @@ struct CollectorState {
     calls_unanswered: AtomicU64,
     responses_without_request: AtomicU64,
     recent: Mutex<VecDeque<RequestJson>>,
+    metrics: Option<Metrics>,
 }
 
 #[derive(Serialize)]
@@ -226,6 +228,40 @@ struct Readiness {
 }
 
 impl CollectorState {
+    fn new(demo: bool, metrics: Metrics) -> Self {
+        CollectorState {
+            client: Arc::default(),
+            demo,
+            flows_decoded: AtomicU64::new(0),
+            flows_undecodable: AtomicU64::new(0),
+            open_calls: AtomicU64::new(0),
+            open_requests: AtomicU64::new(0),
+            requests_emitted: AtomicU64::new(0),
+            requests_forced: AtomicU64::new(0),
+            calls_unanswered: AtomicU64::new(0),
+            responses_without_request: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::new()),
+            metrics: Some(metrics),
+        }
+    }
+
+    /// The collector's counters for the metrics' self-telemetry families.
+    fn self_telemetry(&self) -> SelfTelemetry {
+        let r = self.readiness();
+        SelfTelemetry {
+            flows_received: r.flows_received,
+            flows_discarded: vec![
+                ("duplicate", r.flows_discarded_duplicate),
+                ("queue_full", r.flows_discarded_queue_full),
+                ("undecodable", r.flows_discarded_undecodable),
+            ],
+            lost_events: r.lost_events_upstream,
+            reconnects: r.reconnects,
+            open_requests: r.open_requests as i64,
+            requests_expired: r.calls_unanswered,
+        }
+    }
+
     fn readiness(&self) -> Readiness {
         let c = &self.client;
         let connected = self.demo || c.connected.load(Ordering::Relaxed);
@@ -254,6 +290,12 @@ impl CollectorState {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn metrics(State(state): State<Arc<CollectorState>>) -> impl IntoResponse {
+    let Some(m) = &state.metrics else { return (StatusCode::NOT_FOUND, [("content-type", "text/plain")], String::new()) };
+    m.update_self(&state.self_telemetry());
+    (StatusCode::OK, [("content-type", CONTENT_TYPE)], m.encode())
 }
 
 async fn readyz(State(state): State<Arc<CollectorState>>) -> impl IntoResponse {
@@ -339,6 +381,9 @@ fn engine_loop(
     let mut last_event: Option<(i64, Instant)> = None;
     let deliver = |engine: &mut Engine, sink: &mut Option<FileSink>| -> Result<()> {
         for g in engine.drain().collect::<Vec<RequestGraph>>() {
+            if let Some(m) = &state.metrics {
+                m.observe(&g);
+            }
             let json = RequestJson::from(&g);
             if let Some(s) = sink.as_mut() {
                 s.write(&json).context("cannot write the output")?;
@@ -476,10 +521,10 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
         config.listen.parse().with_context(|| format!("invalid listen address `{}`", config.listen))?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
-    tracing::info!(listen = %bound, "serving /healthz and /readyz");
+    tracing::info!(listen = %bound, "serving /healthz, /readyz and /metrics");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tx, rx) = mpsc::channel::<GetFlowsResponse>(config.queue_capacity.max(1));
-    let state = Arc::new(CollectorState { demo, ..Default::default() });
+    let state = Arc::new(CollectorState::new(demo, Metrics::new(MetricsConfig::default())));
 
     let sink = match &config.output {
         Some(target) => Some(FileSink::open(target, config.output_max_bytes, config.output_keep)?),
@@ -519,8 +564,11 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
         tokio::spawn(async move { hubble::follow(client, tx, telemetry, rx).await.map_err(anyhow::Error::from) })
     };
 
-    let app =
-        axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state.clone());
+    let app = axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
     let mut http_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -538,6 +586,9 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                 _ = log_shutdown.changed() => return,
+            }
+            if let Some(m) = &log_state.metrics {
+                m.maintain();
             }
             let r = log_state.readiness();
             tracing::info!(
