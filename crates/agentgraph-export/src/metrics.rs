@@ -20,9 +20,11 @@ use prometheus_client::registry::{Registry, Unit};
 const OVERFLOW: &str = "__overflow__";
 
 /// Durations of agent calls: milliseconds (a vector lookup) to minutes (an LLM chain).
-const SECONDS: [f64; 16] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+const SECONDS: [f64; 16] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 /// Context sizes: 256 B to 256 MB, ×4 per bucket.
-const BYTES: [f64; 11] = [256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0, 268435456.0];
+const BYTES: [f64; 11] =
+    [256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0, 268435456.0];
 /// Counts (calls, depth, fan-out).
 const COUNTS: [f64; 10] = [1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 89.0];
 
@@ -259,11 +261,16 @@ impl Metrics {
         let bytes: fn() -> Histogram = histogram_bytes;
         let counts: fn() -> Histogram = histogram_counts;
         let calls = capped!("agentgraph_calls", "Agent-to-agent HTTP calls by edge and status class", counter);
-        let call_duration =
-            capped!("agentgraph_call_duration", "Latency of agent calls as the client saw it", seconds_x, Unit::Seconds);
+        let call_duration = capped!(
+            "agentgraph_call_duration",
+            "Latency of agent calls as the client saw it",
+            seconds_x,
+            Unit::Seconds
+        );
         let call_request_bytes =
             capped!("agentgraph_call_request", "Context sent per call (request body size)", bytes, Unit::Bytes);
-        let call_response_bytes = capped!("agentgraph_call_response", "Response body size per call", bytes, Unit::Bytes);
+        let call_response_bytes =
+            capped!("agentgraph_call_response", "Response body size per call", bytes, Unit::Bytes);
         let requests = capped!("agentgraph_requests", "End-to-end requests by root agent", counter);
         let request_duration =
             capped!("agentgraph_request_duration", "Duration of end-to-end requests", seconds_x, Unit::Seconds);
@@ -278,11 +285,8 @@ impl Metrics {
         let request_context_bytes =
             capped!("agentgraph_request_context", "Context sent over all calls of a request", bytes, Unit::Bytes);
         let agent_fan_out = capped!("agentgraph_agent_fan_out", "Calls made per call served, by agent", counts);
-        let agent_concurrent_fan_out = capped!(
-            "agentgraph_agent_concurrent_fan_out",
-            "Calls in flight at once per call served, by agent",
-            counts
-        );
+        let agent_concurrent_fan_out =
+            capped!("agentgraph_agent_concurrent_fan_out", "Calls in flight at once per call served, by agent", counts);
         let agent_self = capped!(
             "agentgraph_agent_self",
             "Time an agent spent on a call outside its own outgoing calls (thinking)",
@@ -290,9 +294,13 @@ impl Metrics {
             Unit::Seconds
         );
         let agent_pods = capped!("agentgraph_agent_pods", "Distinct pods seen recently per agent", gauge);
-        let sg_total = capped!("traces_service_graph_request", "Requests between two services (service graph)", counter);
-        let sg_failed =
-            capped!("traces_service_graph_request_failed", "Failed requests between two services (service graph)", counter);
+        let sg_total =
+            capped!("traces_service_graph_request", "Requests between two services (service graph)", counter);
+        let sg_failed = capped!(
+            "traces_service_graph_request_failed",
+            "Failed requests between two services (service graph)",
+            counter
+        );
         let sg_server = capped!(
             "traces_service_graph_request_server",
             "Request time as the server saw it (service graph)",
@@ -399,7 +407,11 @@ impl Metrics {
             if let Some(b) = c.response_bytes {
                 self.call_response_bytes.with(edge.clone(), cap, dropped, |m| m.observe(b as f64));
             }
-            let sg = ServiceGraphLabels { client: edge.client.clone(), server: edge.server.clone(), connection_type: String::new() };
+            let sg = ServiceGraphLabels {
+                client: edge.client.clone(),
+                server: edge.server.clone(),
+                connection_type: String::new(),
+            };
             self.sg_total.with(sg.clone(), cap, dropped, |m| {
                 m.inc();
             });
@@ -429,11 +441,13 @@ impl Metrics {
         self.requests.with(root.clone(), cap, dropped, |m| {
             m.inc();
         });
-        self.request_duration.with(root.clone(), cap, dropped, |m| m.observe(g.duration() as f64 / 1e9, exemplar(), None));
+        self.request_duration
+            .with(root.clone(), cap, dropped, |m| m.observe(g.duration() as f64 / 1e9, exemplar(), None));
         self.request_calls.with(root.clone(), cap, dropped, |m| m.observe(st.calls as f64));
         self.request_depth.with(root.clone(), cap, dropped, |m| m.observe(st.depth as f64));
         self.request_fan_out.with(root.clone(), cap, dropped, |m| m.observe(st.fan_out_max as f64));
-        self.request_concurrent_fan_out.with(root.clone(), cap, dropped, |m| m.observe(st.fan_out_concurrent_max as f64));
+        self.request_concurrent_fan_out
+            .with(root.clone(), cap, dropped, |m| m.observe(st.fan_out_concurrent_max as f64));
         self.request_context_bytes.with(root, cap, dropped, |m| m.observe(st.context_bytes as f64));
     }
 
@@ -462,7 +476,9 @@ impl Metrics {
             let before = last.flows_discarded.iter().find(|(r, _)| r == reason).map_or(0, |(_, v)| *v);
             self.flows_discarded.get_or_create(&ReasonLabels { reason: (*reason).into() }).inc_by(delta(*n, before));
         }
-        self.lost_events.get_or_create(&SourceLabels { source: "hubble".into() }).inc_by(delta(t.lost_events, last.lost_events));
+        self.lost_events
+            .get_or_create(&SourceLabels { source: "hubble".into() })
+            .inc_by(delta(t.lost_events, last.lost_events));
         self.reconnects.inc_by(delta(t.reconnects, last.reconnects));
         self.requests_expired.inc_by(delta(t.requests_expired, last.requests_expired));
         self.open_requests.set(t.open_requests);
@@ -578,7 +594,9 @@ mod tests {
         let text = m.encode();
         let edges = text.lines().filter(|l| l.starts_with("agentgraph_calls_total{")).count();
         assert_eq!(edges, 4, "3 series and the overflow:\n{text}");
-        assert!(text.contains("agentgraph_calls_total{client=\"__overflow__\",server=\"__overflow__\",status_class=\"__overflow__\"} 7"));
+        assert!(text.contains(
+            "agentgraph_calls_total{client=\"__overflow__\",server=\"__overflow__\",status_class=\"__overflow__\"} 7"
+        ));
         assert!(text.contains("agentgraph_metric_series_dropped_total{family=\"agentgraph_calls\"} 7"), "{text}");
     }
 

@@ -293,7 +293,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(state): State<Arc<CollectorState>>) -> impl IntoResponse {
-    let Some(m) = &state.metrics else { return (StatusCode::NOT_FOUND, [("content-type", "text/plain")], String::new()) };
+    let Some(m) = &state.metrics else {
+        return (StatusCode::NOT_FOUND, [("content-type", "text/plain")], String::new());
+    };
     m.update_self(&state.self_telemetry());
     (StatusCode::OK, [("content-type", CONTENT_TYPE)], m.encode())
 }
