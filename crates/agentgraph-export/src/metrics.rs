@@ -455,14 +455,25 @@ impl Metrics {
         if pod.is_empty() {
             return;
         }
-        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-        if !pods.contains_key(agent) && pods.len() >= self.config.max_series {
-            return;
-        }
-        let seen = pods.entry(agent.to_string()).or_default();
-        if seen.len() < 10_000 || seen.contains_key(pod) {
-            seen.insert(pod.to_string(), Instant::now());
-        }
+        let count = {
+            let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            if !pods.contains_key(agent) && pods.len() >= self.config.max_series {
+                return;
+            }
+            let seen = pods.entry(agent.to_string()).or_default();
+            if seen.len() < 10_000 || seen.contains_key(pod) {
+                seen.insert(pod.to_string(), Instant::now());
+            }
+            seen.len() as i64
+        };
+        self.agent_pods.with(
+            AgentLabels { agent: agent.to_string() },
+            self.config.max_series,
+            &self.series_dropped,
+            |g| {
+                g.set(count);
+            },
+        );
     }
 
     /// Copies the collector's counters in (call before encoding).
