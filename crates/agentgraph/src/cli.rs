@@ -123,6 +123,13 @@ pub struct CollectArgs {
     /// Ask Hubble for all flows, not only L7.
     #[arg(long)]
     pub all_flows: bool,
+    /// Server-side filter in the Hubble CLI's raw JSON form (`hubble observe
+    /// --print-raw-filters`), e.g. '{"source_pod":["agents/"]}' (repeatable; any may match).
+    #[arg(long, value_name = "JSON")]
+    pub whitelist: Vec<String>,
+    /// Exclude flows matching this raw filter (repeatable).
+    #[arg(long, value_name = "JSON")]
+    pub blacklist: Vec<String>,
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
     #[arg(long, value_name = "DURATION")]
@@ -164,6 +171,9 @@ pub struct ReplayArgs {
     pub tls_cert: Option<std::path::PathBuf>,
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates signed by this CA (mTLS).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

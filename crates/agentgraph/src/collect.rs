@@ -61,6 +61,11 @@ pub struct CollectConfig {
     pub namespaces: Vec<String>,
     /// Ask Hubble for L7 flows only (the analyzer ignores the rest).
     pub l7_only: bool,
+    /// Extra server-side filters in the Hubble CLI's raw form (`hubble observe
+    /// --print-raw-filters`), e.g. `{"source_pod":["agents/"]}`: a flow must match one whitelist
+    /// filter (combined with the namespace and L7 filters) and no blacklist filter.
+    pub whitelist: Vec<String>,
+    pub blacklist: Vec<String>,
     pub connect_timeout: String,
     pub reorder_window: String,
     pub response_timeout: String,
@@ -86,6 +91,8 @@ impl Default for CollectConfig {
             queue_capacity: 8_192,
             namespaces: Vec::new(),
             l7_only: true,
+            whitelist: Vec::new(),
+            blacklist: Vec::new(),
             connect_timeout: "5s".into(),
             reorder_window: "2s".into(),
             response_timeout: "60s".into(),
@@ -143,6 +150,15 @@ impl CollectConfig {
         if args.all_flows {
             c.l7_only = false;
         }
+        if !args.whitelist.is_empty() {
+            c.whitelist = args.whitelist.clone();
+        }
+        if !args.blacklist.is_empty() {
+            c.blacklist = args.blacklist.clone();
+        }
+        for f in c.whitelist.iter().chain(&c.blacklist) {
+            raw_filter(f)?;
+        }
         for d in [&c.connect_timeout, &c.reorder_window, &c.response_timeout, &c.linger] {
             parse_duration(d).map_err(|e| anyhow!(e))?;
         }
@@ -163,22 +179,97 @@ impl CollectConfig {
         }
     }
 
-    /// Server-side filters: L7 flows only, and the namespaces asked for.
+    /// Server-side whitelist: L7 flows only, the namespaces asked for, and the configured raw
+    /// filters (each combined with the former).
     fn filters(&self) -> Vec<FlowFilter> {
         let l7 = if self.l7_only {
             vec![EventTypeFilter { r#type: 129, match_sub_type: false, sub_type: 0 }]
         } else {
             Vec::new()
         };
-        if self.namespaces.is_empty() {
-            return if l7.is_empty() { Vec::new() } else { vec![FlowFilter { event_type: l7, ..Default::default() }] };
-        }
-        let pods: Vec<String> = self.namespaces.iter().map(|n| format!("{n}/")).collect();
-        vec![
-            FlowFilter { source_pod: pods.clone(), event_type: l7.clone(), ..Default::default() },
-            FlowFilter { destination_pod: pods, event_type: l7, ..Default::default() },
-        ]
+        let base: Vec<FlowFilter> = if self.namespaces.is_empty() {
+            vec![FlowFilter { event_type: l7, ..Default::default() }]
+        } else {
+            let pods: Vec<String> = self.namespaces.iter().map(|n| format!("{n}/")).collect();
+            vec![
+                FlowFilter { source_pod: pods.clone(), event_type: l7.clone(), ..Default::default() },
+                FlowFilter { destination_pod: pods, event_type: l7, ..Default::default() },
+            ]
+        };
+        let raw: Vec<FlowFilter> = self.whitelist.iter().filter_map(|f| raw_filter(f).ok()).collect();
+        let combined: Vec<FlowFilter> = if raw.is_empty() {
+            base
+        } else {
+            base.iter().flat_map(|b| raw.iter().map(move |r| merge_filters(b, r))).collect()
+        };
+        combined.into_iter().filter(|f| *f != FlowFilter::default()).collect()
     }
+
+    fn blacklist_filters(&self) -> Vec<FlowFilter> {
+        self.blacklist.iter().filter_map(|f| raw_filter(f).ok()).collect()
+    }
+}
+
+/// Both filters' conditions (fields set in both are concatenated: any value matches).
+fn merge_filters(a: &FlowFilter, b: &FlowFilter) -> FlowFilter {
+    let mut m = b.clone();
+    m.source_pod.extend(a.source_pod.iter().cloned());
+    m.destination_pod.extend(a.destination_pod.iter().cloned());
+    m.event_type.extend(a.event_type.iter().cloned());
+    m
+}
+
+/// A filter in the Hubble CLI's raw JSON form, for the fields agentgraph passes on.
+fn raw_filter(text: &str) -> Result<FlowFilter> {
+    let v: serde_json::Value = serde_json::from_str(text).with_context(|| format!("filter `{text}` is not JSON"))?;
+    let obj = v.as_object().ok_or_else(|| anyhow!("filter `{text}` is not a JSON object"))?;
+    let strings = |key: &str, value: &serde_json::Value| -> Result<Vec<String>> {
+        value
+            .as_array()
+            .ok_or_else(|| anyhow!("filter field `{key}` must be a list"))?
+            .iter()
+            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| anyhow!("filter field `{key}` must list strings")))
+            .collect()
+    };
+    let enum_numbers = |key: &str, value: &serde_json::Value, names: &[&str]| -> Result<Vec<i32>> {
+        strings(key, value)?
+            .iter()
+            .map(|n| names.iter().position(|x| x == n).map(|i| i as i32).ok_or_else(|| anyhow!("unknown {key} `{n}`")))
+            .collect()
+    };
+    let mut f = FlowFilter::default();
+    for (key, value) in obj {
+        match key.as_str() {
+            "source_pod" | "sourcePod" => f.source_pod = strings(key, value)?,
+            "destination_pod" | "destinationPod" => f.destination_pod = strings(key, value)?,
+            "source_ip" | "sourceIp" => f.source_ip = strings(key, value)?,
+            "destination_ip" | "destinationIp" => f.destination_ip = strings(key, value)?,
+            "source_label" | "sourceLabel" => f.source_label = strings(key, value)?,
+            "destination_label" | "destinationLabel" => f.destination_label = strings(key, value)?,
+            "node_name" | "nodeName" => f.node_name = strings(key, value)?,
+            "protocol" => f.protocol = strings(key, value)?,
+            "http_method" | "httpMethod" => f.http_method = strings(key, value)?,
+            "http_status_code" | "httpStatusCode" => f.http_status_code = strings(key, value)?,
+            "http_path" | "httpPath" => f.http_path = strings(key, value)?,
+            "trace_id" | "traceId" => f.trace_id = strings(key, value)?,
+            "verdict" => {
+                let names =
+                    ["VERDICT_UNKNOWN", "FORWARDED", "DROPPED", "ERROR", "AUDIT", "REDIRECTED", "TRACED", "TRANSLATED"];
+                f.verdict = enum_numbers(key, value, &names)?;
+            }
+            "traffic_direction" | "trafficDirection" => {
+                f.traffic_direction = enum_numbers(key, value, &["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"])?;
+            }
+            "event_type" | "eventType" => {
+                for e in value.as_array().ok_or_else(|| anyhow!("filter field `event_type` must be a list"))? {
+                    let t = e["type"].as_i64().ok_or_else(|| anyhow!("event_type entries need a numeric `type`"))?;
+                    f.event_type.push(EventTypeFilter { r#type: t as i32, match_sub_type: false, sub_type: 0 });
+                }
+            }
+            other => return Err(anyhow!("filter field `{other}` is not supported (in `{text}`)")),
+        }
+    }
+    Ok(f)
 }
 
 /// `agentgraph config print-default`.
@@ -558,6 +649,7 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
                 parse_duration(&config.connect_timeout).unwrap_or(5_000_000_000) as u64
             ),
             whitelist: config.filters(),
+            blacklist: config.blacklist_filters(),
             ..ClientConfig::default()
         };
         hubble::endpoint(&client)?;
@@ -647,7 +739,13 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
                 std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?,
                 std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?,
             );
-            builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+            let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+            if let Some(ca) = &args.tls_client_ca {
+                // mTLS: only clients with a certificate from this CA may connect.
+                let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(pem));
+            }
+            builder = builder.tls_config(tls)?;
         }
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -183,7 +183,7 @@ fn collector_survives_a_replay_restart_without_duplicates_or_loss() {
 }
 
 #[test]
-fn collector_speaks_tls_to_the_replay_server() {
+fn collector_speaks_mtls_to_the_replay_server() {
     let dir = tempfile::tempdir().unwrap();
     let flows = simulate(dir.path(), "10");
     let expected = analyzed(&flows);
@@ -196,6 +196,12 @@ fn collector_speaks_tls_to_the_replay_server() {
     let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    // mTLS: the collector presents a client certificate from the same CA.
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_cert = rcgen::CertificateParams::new(vec!["agentgraph-collector".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
     let write = |name: &str, pem: String| {
         let p = dir.path().join(name);
         std::fs::write(&p, pem).unwrap();
@@ -204,6 +210,8 @@ fn collector_speaks_tls_to_the_replay_server() {
     let ca_pem = write("ca.pem", ca.pem());
     let cert_pem = write("server.pem", server_cert.pem());
     let key_pem = write("server.key", server_key.serialize_pem());
+    let client_pem = write("client.pem", client_cert.pem());
+    let client_key_pem = write("client.key", client_key.serialize_pem());
     let (mut replay, line) = start(
         &[
             "replay",
@@ -215,12 +223,34 @@ fn collector_speaks_tls_to_the_replay_server() {
             &cert_pem,
             "--tls-key",
             &key_pem,
+            "--tls-client-ca",
+            &ca_pem,
         ],
         "replaying",
     );
     let hubble = format!("tls://{}", address_in(&line));
     let output = dir.path().join("graphs.ndjson");
-    let (mut collect, _) = collector(&hubble, &output, &["--tls-ca", &ca_pem, "--tls-server-name", "localhost"]);
+    // Without a client certificate the server refuses the collector.
+    let refused = dir.path().join("refused.ndjson");
+    let (mut anonymous, http) = collector(&hubble, &refused, &["--tls-ca", &ca_pem, "--tls-server-name", "localhost"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = http_get(&http, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(anonymous.terminate().success());
+    let (mut collect, _) = collector(
+        &hubble,
+        &output,
+        &[
+            "--tls-ca",
+            &ca_pem,
+            "--tls-server-name",
+            "localhost",
+            "--tls-cert",
+            &client_pem,
+            "--tls-key",
+            &client_key_pem,
+        ],
+    );
     wait_until_settled(&output, expected.len() / 2, Duration::from_secs(60));
     assert!(collect.terminate().success());
     assert_eq!(lines(&output), expected);
@@ -307,4 +337,35 @@ fn a_flood_of_unanswered_calls_stays_within_the_bound() {
         truth["requests"].as_array().unwrap().iter().map(|q| q["calls"].as_array().unwrap().len()).sum();
     assert_eq!(calls, true_calls + late, "every call is reported, early or not");
     replay.terminate();
+}
+
+#[test]
+fn raw_hubble_filters_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = simulate(dir.path(), "20");
+    let (mut replay, line) =
+        start(&["replay", flows.to_str().unwrap(), "--listen", "127.0.0.1:0", "--max-speed"], "replaying");
+    let output = dir.path().join("graphs.ndjson");
+    // Only calls to the LLM gateway: every request graph then holds LLM calls only.
+    let (mut collect, _) = collector(
+        &address_in(&line),
+        &output,
+        &["--whitelist", r#"{"destination_pod":["llm/"]}"#, "--whitelist", r#"{"source_pod":["llm/"]}"#],
+    );
+    wait_until_settled(&output, 1, Duration::from_secs(60));
+    assert!(collect.terminate().success());
+    let text = std::fs::read_to_string(&output).unwrap();
+    let mut calls = 0;
+    for l in text.lines() {
+        let g: serde_json::Value = serde_json::from_str(l).unwrap();
+        for c in g["calls"].as_array().unwrap() {
+            assert_eq!(c["server"], "llm/llm-gateway", "{c}");
+            calls += 1;
+        }
+    }
+    assert!(calls > 10, "{calls} calls");
+    replay.terminate();
+    let bad = Command::new(bin()).args(["collect", "--whitelist", r#"{"dns_query":["x"]}"#]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("filter field `dns_query` is not supported"));
 }
