@@ -71,7 +71,7 @@ pub enum Command {
     ///   agentgraph collect --hubble-server tls://hubble-relay:443 --tls-ca ca.crt --tls-cert c.crt --tls-key c.key
     ///   agentgraph collect --demo --output -        # built-in simulated cluster, no Hubble needed
     #[command(verbatim_doc_comment)]
-    Collect(CollectArgs),
+    Collect(Box<CollectArgs>),
 
     /// Serve dump files through Hubble's gRPC Observer API (a stand-in hubble-relay).
     ///

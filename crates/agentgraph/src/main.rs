@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         cli::Command::Analyze(args) => analyze::run(args),
         cli::Command::Simulate(args) => simulate::run(args),
         cli::Command::Eval(args) => simulate::eval(args),
-        cli::Command::Collect(args) => collect::run(args),
+        cli::Command::Collect(args) => collect::run(*args),
         cli::Command::Replay(args) => collect::replay(args),
         cli::Command::Config(cli::ConfigCommand::PrintDefault) => collect::print_default_config(),
     };
