@@ -144,6 +144,12 @@ pub struct CollectArgs {
     /// Log format: text or json.
     #[arg(long, env = "AGENTGRAPH_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Most label sets per metric family (default 2000); past it series fold into __overflow__.
+    #[arg(long, value_name = "N")]
+    pub metrics_max_series: Option<usize>,
+    /// Remove metric series idle for this long (default 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub metrics_series_ttl: Option<String>,
     /// Run on a built-in simulated agent cluster instead of a Hubble server.
     #[arg(long)]
     pub demo: bool,

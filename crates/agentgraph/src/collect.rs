@@ -71,6 +71,10 @@ pub struct CollectConfig {
     pub response_timeout: String,
     pub linger: String,
     pub max_open_calls: usize,
+    /// Most label sets per metric family; past it new series fold into `__overflow__`.
+    pub metrics_max_series: usize,
+    /// Metric series not updated for this long are removed.
+    pub metrics_series_ttl: String,
     /// `text` or `json` logs.
     pub log_format: String,
 }
@@ -98,6 +102,8 @@ impl Default for CollectConfig {
             response_timeout: "60s".into(),
             linger: "2s".into(),
             max_open_calls: 200_000,
+            metrics_max_series: 2_000,
+            metrics_series_ttl: "1h".into(),
             log_format: "text".into(),
         }
     }
@@ -159,7 +165,13 @@ impl CollectConfig {
         for f in c.whitelist.iter().chain(&c.blacklist) {
             raw_filter(f)?;
         }
-        for d in [&c.connect_timeout, &c.reorder_window, &c.response_timeout, &c.linger] {
+        if let Some(n) = args.metrics_max_series {
+            c.metrics_max_series = n;
+        }
+        if let Some(t) = &args.metrics_series_ttl {
+            c.metrics_series_ttl = t.clone();
+        }
+        for d in [&c.connect_timeout, &c.reorder_window, &c.response_timeout, &c.linger, &c.metrics_series_ttl] {
             parse_duration(d).map_err(|e| anyhow!(e))?;
         }
         if !matches!(c.log_format.as_str(), "text" | "json") {
@@ -617,7 +629,12 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
     tracing::info!(listen = %bound, "serving /healthz, /readyz and /metrics");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tx, rx) = mpsc::channel::<GetFlowsResponse>(config.queue_capacity.max(1));
-    let state = Arc::new(CollectorState::new(demo, Metrics::new(MetricsConfig::default())));
+    let families = Metrics::new(MetricsConfig {
+        max_series: config.metrics_max_series.max(1),
+        series_ttl: Duration::from_nanos(parse_duration(&config.metrics_series_ttl).unwrap_or(0).max(0) as u64),
+        ..MetricsConfig::default()
+    });
+    let state = Arc::new(CollectorState::new(demo, families));
 
     let sink = match &config.output {
         Some(target) => Some(FileSink::open(target, config.output_max_bytes, config.output_keep)?),
