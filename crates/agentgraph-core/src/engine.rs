@@ -22,6 +22,8 @@ const MS: Nanos = 1_000_000;
 /// A pod serving more calls at once than this: only the latest-started are parent candidates,
 /// which keeps the work per call bounded on a pod that piles up calls.
 const MAX_CANDIDATES: usize = 64;
+/// Possible parents remembered for a call that may end unanswered (the latest-started ones).
+const IN_FLIGHT_KEPT: usize = 16;
 /// Most ambiguous calls of one pod decided jointly at once.
 const MAX_JOINT_CHILDREN: usize = 256;
 const SEC: Nanos = 1_000_000_000;
@@ -850,7 +852,7 @@ impl Engine {
                     .rev()
                     .copied()
                     .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)))
-                    .take(MAX_CANDIDATES)
+                    .take(IN_FLIGHT_KEPT)
                     .collect()
             })
             .unwrap_or_default()
