@@ -4,46 +4,22 @@
 //! simulator's truth, that histogram counts equal the number of requests, that every query of
 //! every dashboard panel returns data, and that the scrape passes a strict OpenMetrics parser.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Proc, address_in, bin, http_get, start};
 
 use serde_json::Value;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_agentgraph")
-}
-
+/// Starts agentgraph and returns the address it prints on the line containing `marker`.
 fn start_agentgraph(args: &[&str], marker: &str) -> (Proc, String) {
-    let mut child = Command::new(bin()).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = marker.to_string();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains(&wanted) {
-                let _ = tx.send(line.clone());
-                sent = true;
-            }
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("agentgraph started");
-    let at = line.find("127.0.0.1:").unwrap();
-    let address = line[at..].split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).next().unwrap().to_string();
-    (Proc(child), address)
+    let (p, line) = start(args, marker);
+    (p, address_in(&line))
 }
 
 fn encode(s: &str) -> String {
@@ -55,17 +31,12 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn http_get(address: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(address).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+fn get(address: &str, path: &str) -> String {
+    http_get(address, path).1
 }
 
 fn query(prometheus: &str, q: &str) -> Vec<Value> {
-    let body = http_get(prometheus, &format!("/api/v1/query?query={}", encode(q)));
+    let body = get(prometheus, &format!("/api/v1/query?query={}", encode(q)));
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("bad answer to {q}: {body}"));
     assert_eq!(v["status"], "success", "{q}: {body}");
     v["data"]["result"].as_array().cloned().unwrap_or_default()
@@ -118,7 +89,7 @@ fn prometheus_scrapes_every_family_and_every_dashboard_query_has_data() {
     let requests = truth["requests"].as_array().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready: Value = serde_json::from_str(&http_get(&collector, "/readyz")).unwrap();
+        let ready: Value = serde_json::from_str(&get(&collector, "/readyz")).unwrap();
         if ready["requests_emitted"].as_u64().unwrap() as usize >= requests.len() && ready["open_requests"] == 0 {
             break;
         }
@@ -127,7 +98,7 @@ fn prometheus_scrapes_every_family_and_every_dashboard_query_has_data() {
     }
 
     // The scrape passes a strict OpenMetrics parser.
-    let scrape = http_get(&collector, "/metrics");
+    let scrape = get(&collector, "/metrics");
     let scrape_file = dir.path().join("scrape.txt");
     std::fs::write(&scrape_file, &scrape).unwrap();
     let parsed = Command::new("python3")
