@@ -191,31 +191,18 @@ pub fn http_line(
     suffix(out, time, node);
 }
 
-/// An L3/L4 TCP trace event (a SYN seen leaving the source endpoint).
-#[allow(clippy::too_many_arguments)]
-pub fn tcp_line(
-    out: &mut String,
-    time: i64,
-    uuid: &str,
-    node: usize,
-    src: &EndpointJson,
-    dst: &EndpointJson,
-    sport: u16,
-    dport: u16,
-) {
-    let l4 = format!(r#"{{"TCP":{{"source_port":{sport},"destination_port":{dport},"flags":{{"SYN":true}}}}}}"#);
-    prefix(out, time, uuid, "FORWARDED", src, dst, &l4, node, "");
-    out.push_str(r#","Type":"L3_L4""#);
-    node_fields(out, node);
-    out.push_str(
-        r#","event_type":{"type":4,"sub_type":3},"traffic_direction":"EGRESS","trace_observation_point":"TO_STACK","trace_reason":"NEW","is_reply":false,"interface":{"index":11,"name":"lxc0"},"Summary":"TCP Flags: SYN""#,
-    );
-    suffix(out, time, node);
+/// What became of a connection's first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynFate {
+    /// Seen leaving the source endpoint (an L3/L4 trace event).
+    Traced,
+    /// Dropped by network policy.
+    Dropped,
 }
 
-/// A connection dropped by network policy.
+/// An L3/L4 flow of a connection's SYN.
 #[allow(clippy::too_many_arguments)]
-pub fn drop_line(
+pub fn syn_line(
     out: &mut String,
     time: i64,
     uuid: &str,
@@ -224,12 +211,25 @@ pub fn drop_line(
     dst: &EndpointJson,
     sport: u16,
     dport: u16,
+    fate: SynFate,
 ) {
     let l4 = format!(r#"{{"TCP":{{"source_port":{sport},"destination_port":{dport},"flags":{{"SYN":true}}}}}}"#);
-    prefix(out, time, uuid, "DROPPED", src, dst, &l4, node, r#","drop_reason":133"#);
+    let (verdict, extra, fields) = match fate {
+        SynFate::Traced => (
+            "FORWARDED",
+            "",
+            r#","event_type":{"type":4,"sub_type":3},"traffic_direction":"EGRESS","trace_observation_point":"TO_STACK","trace_reason":"NEW","is_reply":false,"interface":{"index":11,"name":"lxc0"},"Summary":"TCP Flags: SYN""#,
+        ),
+        SynFate::Dropped => (
+            "DROPPED",
+            r#","drop_reason":133"#,
+            r#","event_type":{"type":1,"sub_type":133},"traffic_direction":"EGRESS","drop_reason_desc":"POLICY_DENIED","Summary":"TCP Flags: SYN""#,
+        ),
+    };
+    prefix(out, time, uuid, verdict, src, dst, &l4, node, extra);
     out.push_str(r#","Type":"L3_L4""#);
     node_fields(out, node);
-    out.push_str(r#","event_type":{"type":1,"sub_type":133},"traffic_direction":"EGRESS","drop_reason_desc":"POLICY_DENIED","Summary":"TCP Flags: SYN""#);
+    out.push_str(fields);
     suffix(out, time, node);
 }
 

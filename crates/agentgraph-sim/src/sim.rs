@@ -530,7 +530,7 @@ impl<'s> Simulator<'s> {
         let world = self.cluster.world.clone();
         let c = client.clone();
         self.emit(t + 1_000_000, node, |out, time, uuid| {
-            hubble::tcp_line(out, time, uuid, node, &c, &world, port, 443)
+            hubble::syn_line(out, time, uuid, node, &c, &world, port, 443, hubble::SynFate::Traced)
         });
         t + 1_000_000 + (self.rng.log_uniform([50.0, 800.0]) * MS) as i64
     }
@@ -556,7 +556,9 @@ impl<'s> Simulator<'s> {
             let (sport, node) = (self.port(), client.node);
             let c = client.clone();
             let s = self.cluster.kube_dns.clone();
-            self.emit(t - 500_000, node, |o, time, u| hubble::tcp_line(o, time, u, node, &c, &s, sport, 8080));
+            self.emit(t - 500_000, node, |o, time, u| {
+                hubble::syn_line(o, time, u, node, &c, &s, sport, 8080, hubble::SynFate::Traced)
+            });
         }
     }
 
@@ -588,7 +590,7 @@ impl<'s> Simulator<'s> {
                         let src = self.cluster.prometheus.clone();
                         let (sport, node) = (self.port(), src.node);
                         self.emit(t, node, |o, time, u| {
-                            hubble::drop_line(o, time, u, node, &src, &target, sport, 5432)
+                            hubble::syn_line(o, time, u, node, &src, &target, sport, 5432, hubble::SynFate::Dropped)
                         });
                     }
                     _ => {

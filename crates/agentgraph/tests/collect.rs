@@ -12,24 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Proc, address_in, bin, http_get, start};
 
 fn simulate(dir: &Path, requests: &str) -> PathBuf {
-    let out = dir.join("sim");
-    let status = Command::new(bin())
-        .args([
-            "simulate",
-            "--scenario",
-            "support-desk",
-            "--requests",
-            requests,
-            "--seed",
-            "5",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out.join("flows.jsonl")
+    common::simulate(dir, "support-desk", requests, "5")
 }
 
 /// The request graphs `analyze` finds, one canonical JSON line each.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, address_in, bin, http_get, start};
+use common::{Proc, address_in, http_get, start};
 
 use serde_json::Value;
 
@@ -58,23 +58,8 @@ fn prometheus_scrapes_every_family_and_every_dashboard_query_has_data() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sim = dir.path().join("sim");
-    let status = Command::new(bin())
-        .args([
-            "simulate",
-            "--scenario",
-            "support-desk",
-            "--requests",
-            "40",
-            "--seed",
-            "3",
-            "--out",
-            sim.to_str().unwrap(),
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let flows = common::simulate(dir.path(), "support-desk", "40", "3");
+    let sim = flows.parent().unwrap().to_path_buf();
     let (_replay, hubble) = start_agentgraph(
         &["replay", sim.join("flows.jsonl").to_str().unwrap(), "--listen", "127.0.0.1:0", "--max-speed"],
         "replaying",

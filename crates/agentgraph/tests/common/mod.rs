@@ -69,3 +69,25 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     let code = response.split_whitespace().nth(1).unwrap().parse().unwrap();
     (code, response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
+
+/// Runs `agentgraph simulate` into `dir/sim` and returns the path of its flows.
+pub fn simulate(dir: &std::path::Path, scenario: &str, requests: &str, seed: &str) -> std::path::PathBuf {
+    let out = dir.join("sim");
+    let status = Command::new(bin())
+        .args([
+            "simulate",
+            "--scenario",
+            scenario,
+            "--requests",
+            requests,
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "agentgraph simulate failed");
+    out.join("flows.jsonl")
+}
