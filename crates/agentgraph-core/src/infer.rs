@@ -30,7 +30,9 @@ const BASE_NS: f64 = 50_000.0;
 const ALPHA: f64 = 0.3;
 
 fn bin(v: Nanos) -> usize {
-    let mag = (v.unsigned_abs() as f64 / BASE_NS).max(1.0).log2().floor() as usize;
+    // floor(log2(|v| / 50 µs)), in integers.
+    let units = (v.unsigned_abs() / BASE_NS as u64).max(1);
+    let mag = (63 - units.leading_zeros()) as usize;
     let mag = mag.min(MAG_BINS - 1);
     if v < 0 { MAG_BINS + mag } else { mag }
 }
@@ -40,23 +42,30 @@ fn bin(v: Nanos) -> usize {
 pub struct Histogram {
     counts: [u32; BINS],
     total: u32,
+    /// `ln(count + α)` per bin and `ln(total + α·bins)`, kept current on every `add` so scoring
+    /// (far more frequent than learning) needs no logarithm.
+    ln_counts: [f64; BINS],
+    ln_total: f64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { counts: [0; BINS], total: 0 }
+        Histogram { counts: [0; BINS], total: 0, ln_counts: [ALPHA.ln(); BINS], ln_total: (ALPHA * BINS as f64).ln() }
     }
 }
 
 impl Histogram {
     pub fn add(&mut self, v: Nanos) {
-        self.counts[bin(v)] = self.counts[bin(v)].saturating_add(1);
+        let b = bin(v);
+        self.counts[b] = self.counts[b].saturating_add(1);
         self.total = self.total.saturating_add(1);
+        self.ln_counts[b] = (f64::from(self.counts[b]) + ALPHA).ln();
+        self.ln_total = (f64::from(self.total) + ALPHA * BINS as f64).ln();
     }
 
     /// Smoothed log-probability of the bin of `v`.
     pub fn log_p(&self, v: Nanos) -> f64 {
-        ((f64::from(self.counts[bin(v)]) + ALPHA) / (f64::from(self.total) + ALPHA * BINS as f64)).ln()
+        self.ln_counts[bin(v)] - self.ln_total
     }
 
     pub fn total(&self) -> u32 {
@@ -205,54 +214,72 @@ pub struct ChildSlot {
 
 #[derive(Clone)]
 struct State {
+    /// The parent chosen for each child so far.
     choice: Vec<usize>,
-    children: Vec<Vec<Span>>,
     scores: Vec<f64>,
     total: f64,
     /// Sum of tie-break ranks (lower = closer to the simple rule).
     rank: usize,
 }
 
-fn insert_sorted(v: &mut Vec<Span>, iv: Span) {
-    let pos = v.partition_point(|x| (x.start, x.end) <= (iv.start, iv.end));
-    v.insert(pos, iv);
+/// Fills `out` with parent `p`'s calls under `choice` (plus `extra`), sorted by start: its
+/// fixed calls merged with the children assigned to it (children come in start order).
+fn calls_of(
+    p: usize,
+    fixed: &[Span],
+    children: &[ChildSlot],
+    choice: &[usize],
+    extra: Option<Span>,
+    out: &mut Vec<Span>,
+) {
+    out.clear();
+    out.extend_from_slice(fixed);
+    out.extend(choice.iter().zip(children).filter(|(c, _)| **c == p).map(|(_, child)| child.interval));
+    out.extend(extra);
+    out.sort_by_key(|iv| (iv.start, iv.end));
 }
 
 /// Assigns each child (in order of start) to one of its candidates, keeping the `beam` best
 /// partial assignments. Returns, per child, the chosen parent index and a confidence in (0, 1]:
 /// the probability of the best choice against the best alternative for that child.
 pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
-    let mut initial = State {
-        choice: Vec::with_capacity(children.len()),
-        children: parents.iter().map(|p| p.fixed.clone()).collect(),
-        scores: Vec::new(),
-        total: 0.0,
-        rank: 0,
-    };
-    for v in &mut initial.children {
-        v.sort_by_key(|iv| (iv.start, iv.end));
-    }
-    initial.scores =
-        parents.iter().zip(&initial.children).map(|(p, c)| p.timing.score(p.interval, c, p.fallback)).collect();
-    initial.total = initial.scores.iter().sum();
-    let mut states = vec![initial];
-    for child in children {
-        let mut next: Vec<State> = Vec::with_capacity(states.len() * child.candidates.len().max(1));
-        for s in &states {
+    let mut scratch: Vec<Span> = Vec::new();
+    let scores: Vec<f64> = parents
+        .iter()
+        .enumerate()
+        .map(|(p, slot)| {
+            calls_of(p, &slot.fixed, children, &[], None, &mut scratch);
+            slot.timing.score(slot.interval, &scratch, slot.fallback)
+        })
+        .collect();
+    let total = scores.iter().sum();
+    let mut states = vec![State { choice: Vec::with_capacity(children.len()), scores, total, rank: 0 }];
+    // Candidate extensions are scored first and only the kept ones are materialized, so a
+    // state is cloned at most `beam` times per step.
+    let mut extensions: Vec<(f64, usize, usize, usize, f64)> = Vec::new();
+    for (i, child) in children.iter().enumerate() {
+        extensions.clear();
+        for (si, s) in states.iter().enumerate() {
             for (rank, &p) in child.candidates.iter().enumerate() {
-                let mut n = s.clone();
-                insert_sorted(&mut n.children[p], child.interval);
-                let new_score = parents[p].timing.score(parents[p].interval, &n.children[p], parents[p].fallback);
-                n.total += new_score - n.scores[p];
-                n.scores[p] = new_score;
-                n.choice.push(p);
-                n.rank += rank;
-                next.push(n);
+                let slot = &parents[p];
+                calls_of(p, &slot.fixed, &children[..i], &s.choice, Some(child.interval), &mut scratch);
+                let new_score = slot.timing.score(slot.interval, &scratch, slot.fallback);
+                extensions.push((s.total + (new_score - s.scores[p]), s.rank + rank, si, p, new_score));
             }
         }
-        next.sort_by(|a, b| b.total.total_cmp(&a.total).then(a.rank.cmp(&b.rank)));
-        next.truncate(beam.max(1));
-        states = next;
+        extensions.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        extensions.truncate(beam.max(1));
+        states = extensions
+            .iter()
+            .map(|&(total, rank, si, p, new_score)| {
+                let mut n = states[si].clone();
+                n.scores[p] = new_score;
+                n.choice.push(p);
+                n.total = total;
+                n.rank = rank;
+                n
+            })
+            .collect();
     }
     let best = &states[0];
     (0..children.len())
