@@ -897,9 +897,6 @@ impl Engine {
                 continue;
             }
             let Some(p) = self.calls.get(&pid) else { continue };
-            if is_ancestor_or_self(&self.calls, id, pid) {
-                continue;
-            }
             if let (Some(a), Some(b)) = (p.trace_id, call.trace_id)
                 && a != b
             {
@@ -917,6 +914,10 @@ impl Engine {
                 (Some(at), false) => Some(p_end.unwrap_or(at)),
             };
             if p_end.is_some_and(|e| e + tol < child_end) {
+                continue;
+            }
+            // Checked last: it walks up the parent chain.
+            if is_ancestor_or_self(&self.calls, id, pid) {
                 continue;
             }
             let tier = if p.trace_id.is_some() && p.trace_id == call.trace_id {
