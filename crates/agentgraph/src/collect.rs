@@ -294,7 +294,6 @@ pub fn print_default_config() -> Result<ExitCode> {
 /// What `/readyz` reports and the engine thread updates.
 struct CollectorState {
     client: Arc<ClientTelemetry>,
-    demo: bool,
     flows_decoded: AtomicU64,
     flows_undecodable: AtomicU64,
     open_calls: AtomicU64,
@@ -331,10 +330,9 @@ struct Readiness {
 }
 
 impl CollectorState {
-    fn new(demo: bool, metrics: Metrics) -> Self {
+    fn new(metrics: Metrics) -> Self {
         CollectorState {
             client: Arc::default(),
-            demo,
             flows_decoded: AtomicU64::new(0),
             flows_undecodable: AtomicU64::new(0),
             open_calls: AtomicU64::new(0),
@@ -367,7 +365,7 @@ impl CollectorState {
 
     fn readiness(&self) -> Readiness {
         let c = &self.client;
-        let connected = self.demo || c.connected.load(Ordering::Relaxed);
+        let connected = c.connected.load(Ordering::Relaxed);
         Readiness {
             ready: connected,
             connected,
@@ -562,7 +560,10 @@ fn engine_loop(
 }
 
 /// Feeds the engine from the built-in simulated cluster at real-time pace.
-fn demo_source(tx: mpsc::Sender<GetFlowsResponse>, shutdown: watch::Receiver<bool>) {
+fn demo_source(tx: mpsc::Sender<GetFlowsResponse>, shutdown: watch::Receiver<bool>, telemetry: Arc<ClientTelemetry>) {
+    // The simulated cluster stands in for a connected Hubble server.
+    telemetry.connected.store(true, Ordering::Relaxed);
+    *telemetry.server_version.lock().unwrap_or_else(|e| e.into_inner()) = "agentgraph-demo".into();
     let Ok(scenario) = agentgraph_sim::Scenario::load("support-desk") else { return };
     let opts = agentgraph_sim::SimOptions {
         requests: None,
@@ -588,7 +589,10 @@ fn demo_source(tx: mpsc::Sender<GetFlowsResponse>, shutdown: watch::Receiver<boo
                 }
             }
             match response_from_event(&ev) {
-                Some(resp) => tx.blocking_send(resp).map_err(|_| std::io::Error::other("engine gone")),
+                Some(resp) => {
+                    telemetry.flows_received.fetch_add(1, Ordering::Relaxed);
+                    tx.blocking_send(resp).map_err(|_| std::io::Error::other("engine gone"))
+                }
                 None => Ok(()),
             }
         },
@@ -634,7 +638,7 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
         series_ttl: Duration::from_nanos(parse_duration(&config.metrics_series_ttl).unwrap_or(0).max(0) as u64),
         ..MetricsConfig::default()
     });
-    let state = Arc::new(CollectorState::new(demo, families));
+    let state = Arc::new(CollectorState::new(families));
 
     let sink = match &config.output {
         Some(target) => Some(FileSink::open(target, config.output_max_bytes, config.output_keep)?),
@@ -651,8 +655,9 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
 
     let source = if demo {
         let rx = shutdown_rx.clone();
+        let telemetry = state.client.clone();
         tokio::task::spawn_blocking(move || {
-            demo_source(tx, rx);
+            demo_source(tx, rx, telemetry);
             Ok(())
         })
     } else {
