@@ -1291,6 +1291,10 @@ impl Engine {
         let namer = self.normalizer.namer();
         let records: Vec<CallRecord> =
             calls.iter().map(|(id, c)| to_record(c, estimated_start(id, c), &index, namer)).collect();
+        if records.is_empty() {
+            // Nothing left to report (its calls went with another request).
+            return;
+        }
         let correlation = if group.trace_ids.is_empty() && calls.iter().all(|(_, c)| c.trace_id.is_none()) {
             let shared_rid = {
                 let mut rids: Vec<&Arc<str>> = calls.iter().filter_map(|(_, c)| c.request_id.as_ref()).collect();
