@@ -63,8 +63,9 @@ pub enum Command {
     ///
     /// Connects to hubble-relay (or a node's Hubble server) over gRPC, follows GetFlows
     /// (L7 flows only by default), reconnects with backoff and resumes without duplicates,
-    /// and writes each completed request graph to --output. Serves /healthz and /readyz
-    /// (self-telemetry) on --listen. SIGTERM flushes open requests and exits 0.
+    /// and writes each completed request graph to --output. Serves /healthz, /readyz
+    /// (self-telemetry) and /metrics (Prometheus) on --listen. SIGTERM flushes open
+    /// requests and exits 0.
     ///
     /// Examples:
     ///   agentgraph collect --hubble-server hubble-relay.kube-system.svc:80 --listen 0.0.0.0:9464
@@ -130,12 +131,17 @@ pub struct CollectArgs {
     /// Exclude flows matching this raw filter (repeatable).
     #[arg(long, value_name = "JSON")]
     pub blacklist: Vec<String>,
+    /// Give up a connection attempt after this long (default 5s).
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
+    /// How far out of order (event time) flows may arrive and still be put in order (default 2s).
     #[arg(long, value_name = "DURATION")]
     pub reorder_window: Option<String>,
+    /// A request without a response is closed as unanswered after this long (default 60s).
     #[arg(long, value_name = "DURATION")]
     pub response_timeout: Option<String>,
+    /// A request whose calls have completed is emitted after this long without new calls
+    /// (default 2s).
     #[arg(long, value_name = "DURATION")]
     pub linger: Option<String>,
     /// Most calls held in memory; past it the oldest request is emitted early (counted).
