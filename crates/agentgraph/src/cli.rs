@@ -255,20 +255,28 @@ pub struct EvalArgs {
     /// Largest start-time difference for a reported call to match a true call (milliseconds).
     #[arg(long, default_value_t = 2.0, value_name = "MS")]
     pub tolerance_ms: f64,
+    /// Fail (exit 1) when call recall is below this fraction (0 to 1).
     #[arg(long, value_name = "FRACTION")]
     pub min_call_recall: Option<f64>,
+    /// Fail when call precision is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     pub min_call_precision: Option<f64>,
+    /// Fail when the share of matched calls with their true parent is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     pub min_parent_accuracy: Option<f64>,
+    /// Fail when the share of true roots reported as roots is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     pub min_root_accuracy: Option<f64>,
+    /// Fail when the share of true requests grouped exactly is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     pub min_exact_requests: Option<f64>,
+    /// Fail when the share of exact requests with the true fan-out and depth is below this.
     #[arg(long, value_name = "FRACTION")]
     pub min_exact_fan_out_depth: Option<f64>,
+    /// Fail when the share of calls with the true request size is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     pub min_size_accuracy: Option<f64>,
+    /// Fail when the mean absolute latency error exceeds this (milliseconds).
     #[arg(long, value_name = "MS")]
     pub max_latency_mae_ms: Option<f64>,
 }
