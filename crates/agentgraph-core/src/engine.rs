@@ -24,6 +24,9 @@ const MS: Nanos = 1_000_000;
 const MAX_CANDIDATES: usize = 64;
 /// Possible parents remembered for a call that may end unanswered (the latest-started ones).
 const IN_FLIGHT_KEPT: usize = 16;
+/// A joint decision at least this likely against its best alternative counts as certain for
+/// learning.
+const CLEAR_DECISION: f64 = 0.95;
 /// Most ambiguous calls of one pod decided jointly at once.
 const MAX_JOINT_CHILDREN: usize = 256;
 const SEC: Nanos = 1_000_000_000;
@@ -1036,7 +1039,6 @@ impl Engine {
             let mut alive = Vec::new();
             for p in cands {
                 let Some(pc) = self.calls.get_mut(&p) else { continue };
-                pc.contested = true;
                 let pg = pc.group;
                 if let Some(group) = self.groups.get_mut(&pg) {
                     group.claims = group.claims.saturating_sub(1);
@@ -1099,7 +1101,16 @@ impl Engine {
         for (&i, (p, confidence)) in solvable.iter().zip(assignment) {
             let child = children[i].0;
             let parent = parent_ids[p];
-            self.calls.get_mut(&child).expect("listed").inferred = true;
+            // A clear-cut joint decision teaches like a certain one; a close call does not, and
+            // its candidates' lists of calls may be incomplete.
+            if confidence < CLEAR_DECISION {
+                self.calls.get_mut(&child).expect("listed").inferred = true;
+                for c in &children[i].2 {
+                    if let Some(pc) = self.calls.get_mut(c) {
+                        pc.contested = true;
+                    }
+                }
+            }
             self.link(child, parent, 0.9 * confidence);
             touched.push(self.calls[&parent].group);
         }
