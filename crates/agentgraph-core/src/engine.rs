@@ -1092,7 +1092,7 @@ impl Engine {
         // The joint search is for a pod's handful of overlapping calls; a pile-up (a stuck
         // pod, the end of input) falls back to the simple rule to keep work bounded.
         let assignment = if problem.len() <= MAX_JOINT_CHILDREN && slots.len() <= MAX_CANDIDATES {
-            beam_assign(&slots, &problem, 64)
+            beam_assign(&slots, &problem, 128)
         } else {
             problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
         };
