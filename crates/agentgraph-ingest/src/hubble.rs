@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use agentgraph_proto::convert::nanos;
+use agentgraph_proto::convert::{nanos, timestamp};
 use agentgraph_proto::flow::FlowFilter;
 use agentgraph_proto::observer::get_flows_response::ResponseTypes;
 use agentgraph_proto::observer::observer_client::ObserverClient;
@@ -205,10 +205,7 @@ async fn session(
     tracing::info!(server = %config.server, version = %status.version, flows = status.num_flows, "connected to hubble");
     let request = GetFlowsRequest {
         follow: true,
-        since: resume.last.map(|t| prost_types::Timestamp {
-            seconds: t.div_euclid(1_000_000_000),
-            nanos: t.rem_euclid(1_000_000_000) as i32,
-        }),
+        since: resume.last.map(timestamp),
         whitelist: config.whitelist.clone(),
         blacklist: config.blacklist.clone(),
         ..Default::default()

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentgraph_proto::convert::{nanos, response_from_event};
+use agentgraph_proto::convert::{nanos, response_from_event, timestamp, verdict};
 use agentgraph_proto::flow::FlowFilter;
 use agentgraph_proto::observer::observer_server::Observer;
 use agentgraph_proto::observer::{
@@ -133,7 +133,7 @@ fn glob(pattern: &str, s: &str) -> bool {
 
 fn matches(filter: &FlowFilter, f: &FlowView<'_>) -> bool {
     let any = |values: &[String], actual: &str| values.is_empty() || values.iter().any(|v| v == actual);
-    let verdict_number = agentgraph_proto::convert::flow_from_view(f).verdict;
+    let verdict_number = verdict(f.verdict);
     let http = f.l7.and_then(|l| l.http);
     let protocol_ok = filter.protocol.is_empty()
         || filter.protocol.iter().any(|p| match p.to_ascii_lowercase().as_str() {
@@ -362,9 +362,7 @@ fn stream_flows(config: &ReplayConfig, span: i64, req: &GetFlowsRequest, tx: &mp
 fn shift_times(resp: &mut GetFlowsResponse, shift: i64) {
     let add = |t: &mut Option<prost_types::Timestamp>| {
         if let Some(ts) = t.as_mut() {
-            let n = nanos(ts) + shift;
-            ts.seconds = n.div_euclid(1_000_000_000);
-            ts.nanos = n.rem_euclid(1_000_000_000) as i32;
+            *ts = timestamp(nanos(ts) + shift);
         }
     };
     add(&mut resp.time);

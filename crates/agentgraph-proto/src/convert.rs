@@ -7,7 +7,8 @@ use crate::observer::GetFlowsResponse;
 use crate::observer::get_flows_response::ResponseTypes;
 use crate::view::{EndpointView, Event, FlowType, FlowView, L4Protocol, L7Type, TrafficDirection, Verdict};
 
-fn timestamp(nanos: i64) -> prost_types::Timestamp {
+/// The protobuf timestamp of nanoseconds since the epoch.
+pub fn timestamp(nanos: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: nanos.div_euclid(1_000_000_000), nanos: nanos.rem_euclid(1_000_000_000) as i32 }
 }
 
@@ -30,7 +31,8 @@ fn endpoint(e: &EndpointView<'_>) -> Option<flow::Endpoint> {
     })
 }
 
-fn verdict(v: Verdict) -> i32 {
+/// The `flow.Verdict` number of a verdict.
+pub fn verdict(v: Verdict) -> i32 {
     match v {
         Verdict::Unknown | Verdict::Other => 0,
         Verdict::Forwarded => 1,

@@ -351,11 +351,7 @@ pub enum Event<'a> {
 impl<'a> FlowView<'a> {
     /// A view of a decoded protobuf flow; `wrapper_time_ns` is used when the flow has no time.
     pub fn from_proto(f: &'a flow::Flow, wrapper_time_ns: Option<i64>) -> Option<Self> {
-        let time_ns = f
-            .time
-            .as_ref()
-            .map(|t| t.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(t.nanos)))
-            .or(wrapper_time_ns)?;
+        let time_ns = f.time.as_ref().map(crate::convert::nanos).or(wrapper_time_ns)?;
         let endpoint = |e: &'a Option<flow::Endpoint>| -> EndpointView<'a> {
             match e {
                 None => EndpointView::default(),

@@ -457,40 +457,32 @@ impl<'s> Simulator<'s> {
                     continue;
                 }
                 let target = self.agent_index(&step.to);
-                if step.parallel {
-                    let mut latest = t;
-                    let mut ts = t;
-                    for _ in 0..n {
-                        let e = self.call(
-                            calls,
-                            Some(idx),
-                            server.clone(),
-                            target,
-                            &step.method,
-                            &step.path,
-                            step.request_bytes,
-                            ts,
-                            request_id,
-                        );
+                // Parallel calls start a few milliseconds apart and the step ends with the
+                // slowest; sequential ones each start shortly after the previous answer.
+                let mut latest = t;
+                let mut next_start = t;
+                for _ in 0..n {
+                    let start = if step.parallel { next_start } else { t };
+                    let e = self.call(
+                        calls,
+                        Some(idx),
+                        server.clone(),
+                        target,
+                        &step.method,
+                        &step.path,
+                        step.request_bytes,
+                        start,
+                        request_id,
+                    );
+                    if step.parallel {
                         latest = latest.max(e);
-                        ts += (self.rng.uniform(0.2, 3.0) * MS) as i64;
-                    }
-                    t = latest;
-                } else {
-                    for _ in 0..n {
-                        let e = self.call(
-                            calls,
-                            Some(idx),
-                            server.clone(),
-                            target,
-                            &step.method,
-                            &step.path,
-                            step.request_bytes,
-                            t,
-                            request_id,
-                        );
+                        next_start += (self.rng.uniform(0.2, 3.0) * MS) as i64;
+                    } else {
                         t = e + (self.rng.uniform(1.0, 30.0) * MS) as i64;
                     }
+                }
+                if step.parallel {
+                    t = latest;
                 }
                 t += (self.rng.log_uniform(spec.think_ms) * MS * 0.5) as i64;
             }
