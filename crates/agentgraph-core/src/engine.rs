@@ -29,6 +29,13 @@ const IN_FLIGHT_KEPT: usize = 16;
 const CLEAR_DECISION: f64 = 0.95;
 /// Most ambiguous calls of one pod decided jointly at once.
 const MAX_JOINT_CHILDREN: usize = 256;
+/// How long (event time) undecided calls wait for every call they are tied to through shared
+/// candidate parents to become decidable, before the decidable ones are settled alone.
+const JOINT_HOLD: Nanos = 30 * SEC;
+/// Calls of one kind started this close together (one after another, each while an earlier
+/// one still runs) are one fan-out: `asyncio.gather` and its kin launch them within a
+/// millisecond or two.
+const FAN_OUT_SPREAD: Nanos = 5 * MS;
 const SEC: Nanos = 1_000_000_000;
 
 /// Settings of the engine (all durations are event time, nanoseconds).
@@ -89,6 +96,11 @@ pub struct EngineStats {
     pub forced_requests: u64,
     pub requests_emitted: u64,
     pub calls_emitted: u64,
+    /// Calls whose parent was chosen among several by the learned timing statistics.
+    pub joint_decisions: u64,
+    /// Of those, calls decided while a candidate's agent had too few certain examples for
+    /// statistics of its own (a learning pass over the input first helps these).
+    pub unlearned_decisions: u64,
 }
 
 type CallId = u64;
@@ -271,6 +283,9 @@ pub struct Engine {
     timing: HashMap<(Arc<str>, Arc<str>), EdgeTiming>,
     /// Timing statistics of all agents together, used for an agent not yet known well.
     global_timing: EdgeTiming,
+    /// The (agent, path) of every parent that took part in a joint decision: whose statistics
+    /// matter.
+    joint_parents: foldhash::HashSet<(Arc<str>, Arc<str>)>,
     /// Ids handed out already, to keep ids unique when a trace or request id recurs.
     id_uses: HashMap<String, u32>,
 }
@@ -304,6 +319,7 @@ impl Engine {
             resolve_checks: BinaryHeap::new(),
             timing: HashMap::new(),
             global_timing: EdgeTiming::default(),
+            joint_parents: Default::default(),
             id_uses: HashMap::new(),
         }
     }
@@ -320,6 +336,15 @@ impl Engine {
     /// Starts from statistics learned elsewhere (a first pass over the same dump).
     pub fn set_timing_model(&mut self, model: TimingModel) {
         self.timing = model.0;
+    }
+
+    /// Whether every agent that took part in a joint decision has at least `examples` certain
+    /// examples learned (a learning pass can stop then); false before any joint decision.
+    pub fn timing_settled(&self, examples: u32) -> bool {
+        !self.joint_parents.is_empty()
+            && self.joint_parents.iter().all(|key| {
+                self.timing.get(key).is_some_and(|t| t.with_children.saturating_add(t.without_children) >= examples)
+            })
     }
 
     /// Calls currently held (open or waiting for their request to complete).
@@ -1000,17 +1025,52 @@ impl Engine {
         let margin = self.resolve_margin();
         let now = self.now;
         let calls = &self.calls;
+        let candidates_of = |c: &CallId| calls.get(c).and_then(|c| c.pending.as_deref()).unwrap_or(&[]);
+        let decidable: Vec<bool> = list
+            .iter()
+            .map(|c| {
+                force
+                    || candidates_of(c)
+                        .iter()
+                        .all(|p| calls.get(p).is_none_or(|p| p.closed_at.is_some_and(|t| t + margin <= now)))
+            })
+            .collect();
+        // Calls sharing a candidate parent are decided together, so no parent is scored with
+        // only some of its calls: a component waits until all of it is decidable (bounded by
+        // `JOINT_HOLD` and `MAX_JOINT_CHILDREN`).
+        let mut component: Vec<usize> = (0..list.len()).collect();
+        fn root(component: &mut [usize], mut i: usize) -> usize {
+            while component[i] != i {
+                component[i] = component[component[i]];
+                i = component[i];
+            }
+            i
+        }
+        let mut first_child_of: HashMap<CallId, usize> = HashMap::new();
+        for (i, c) in list.iter().enumerate() {
+            for p in candidates_of(c) {
+                let j = *first_child_of.entry(*p).or_insert(i);
+                let (a, b) = (root(&mut component, i), root(&mut component, j));
+                component[a] = b;
+            }
+        }
+        // Per component: all decidable, earliest start, size.
+        let mut summary: HashMap<usize, (bool, Nanos, usize)> = HashMap::new();
+        for (i, c) in list.iter().enumerate() {
+            let start = calls.get(c).and_then(|c| c.made_view().1).unwrap_or(now);
+            let e = summary.entry(root(&mut component, i)).or_insert((true, start, 0));
+            e.0 &= decidable[i];
+            e.1 = e.1.min(start);
+            e.2 += 1;
+        }
         let ready: Vec<CallId> = list
             .iter()
-            .copied()
-            .filter(|c| {
-                force
-                    || calls.get(c).and_then(|c| c.pending.as_ref()).is_none_or(|cands| {
-                        cands
-                            .iter()
-                            .all(|p| calls.get(p).is_none_or(|p| p.closed_at.is_some_and(|t| t + margin <= now)))
-                    })
+            .enumerate()
+            .filter(|&(i, _)| {
+                let (all, earliest, size) = summary[&root(&mut component, i)];
+                decidable[i] && (all || earliest + JOINT_HOLD <= now || size > MAX_JOINT_CHILDREN)
             })
+            .map(|(_, c)| *c)
             .collect();
         if ready.is_empty() {
             return;
@@ -1018,6 +1078,9 @@ impl Engine {
         let ready_set: foldhash::HashSet<CallId> = ready.iter().copied().collect();
         let list = self.pending_children.get_mut(place).expect("present");
         list.retain(|c| !ready_set.contains(c));
+        // Parents that calls still undecided may yet be given: not scored as finished.
+        let still_open: foldhash::HashSet<CallId> =
+            list.iter().filter_map(|c| self.calls.get(c).and_then(|c| c.pending.as_ref())).flatten().copied().collect();
         if list.is_empty() {
             self.pending_children.remove(place);
         }
@@ -1053,6 +1116,7 @@ impl Engine {
         }
         children.sort_by_key(|(id, iv, _)| (iv.start, *id));
         let empty = EdgeTiming::default();
+        let mut joint_parents = Vec::new();
         let slots: Vec<ParentSlot<'_>> = parent_ids
             .iter()
             .map(|p| {
@@ -1070,25 +1134,41 @@ impl Engine {
                         Some(Span { start: s, end: e.unwrap_or(s), kind: call_kind(k) })
                     })
                     .collect();
-                let timing = self.timing.get(&(pc.server.info.agent.clone(), pc.path.clone())).unwrap_or(&empty);
+                let key = (pc.server.info.agent.clone(), pc.path.clone());
+                let timing = self.timing.get(&key).unwrap_or(&empty);
+                joint_parents.push(key);
                 ParentSlot {
                     interval: Span { start, end, kind: call_kind(pc) },
                     fixed,
                     timing,
                     fallback: &self.global_timing,
+                    open: still_open.contains(p),
                 }
             })
             .collect();
-        let child_slots: Vec<ChildSlot> = children
-            .iter()
-            .map(|(_, iv, cands)| ChildSlot {
-                interval: *iv,
-                candidates: cands.iter().map(|p| parent_index[p]).collect(),
-            })
-            .collect();
+        // A fan-out (same-kind calls launched together) goes to one parent as a unit, one of the
+        // candidates of all its calls: a parent launches its fan-out at once, and splitting one
+        // between parents is the costliest mistake a per-call choice makes.
+        let mut units: Vec<(Vec<usize>, ChildSlot)> = Vec::new();
+        for (i, (_, iv, cands)) in children.iter().enumerate() {
+            let candidates: Vec<usize> = cands.iter().map(|p| parent_index[p]).collect();
+            if let Some((members, unit)) = units.last_mut()
+                && let Some(last) = unit.calls.last()
+                && last.kind == iv.kind
+                && iv.start - last.start <= FAN_OUT_SPREAD
+                && unit.calls.iter().any(|c| c.end > iv.start)
+                && unit.candidates.iter().any(|p| candidates.contains(p))
+            {
+                members.push(i);
+                unit.calls.push(*iv);
+                unit.candidates.retain(|p| candidates.contains(p));
+                continue;
+            }
+            units.push((vec![i], ChildSlot { calls: vec![*iv], candidates }));
+        }
         // A child whose candidates were all emitted early stays a root.
-        let solvable: Vec<usize> = (0..child_slots.len()).filter(|&i| !child_slots[i].candidates.is_empty()).collect();
-        let problem: Vec<ChildSlot> = solvable.iter().map(|&i| child_slots[i].clone()).collect();
+        units.retain(|(_, unit)| !unit.candidates.is_empty());
+        let problem: Vec<ChildSlot> = units.iter().map(|(_, unit)| unit.clone()).collect();
         // The joint search is for a pod's handful of overlapping calls; a pile-up (a stuck
         // pod, the end of input) falls back to the simple rule to keep work bounded.
         let assignment = if problem.len() <= MAX_JOINT_CHILDREN && slots.len() <= MAX_CANDIDATES {
@@ -1096,23 +1176,36 @@ impl Engine {
         } else {
             problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
         };
+        let mut unlearned = 0;
+        for ((members, unit), _) in units.iter().zip(&assignment) {
+            if unit.candidates.iter().any(|&p| !slots[p].timing.is_informed()) {
+                unlearned += members.len() as u64;
+            }
+        }
         drop(slots);
+        self.stats.joint_decisions += units.iter().map(|(members, _)| members.len() as u64).sum::<u64>();
+        self.stats.unlearned_decisions += unlearned;
+        if self.joint_parents.len() < 10_000 {
+            self.joint_parents.extend(joint_parents);
+        }
         let mut touched = Vec::new();
-        for (&i, (p, confidence)) in solvable.iter().zip(assignment) {
-            let child = children[i].0;
-            let parent = parent_ids[p];
-            // A clear-cut joint decision teaches like a certain one; a close call does not, and
-            // its candidates' lists of calls may be incomplete.
-            if confidence < CLEAR_DECISION {
-                self.calls.get_mut(&child).expect("listed").inferred = true;
-                for c in &children[i].2 {
-                    if let Some(pc) = self.calls.get_mut(c) {
-                        pc.contested = true;
+        for ((members, _), (p, confidence)) in units.iter().zip(assignment) {
+            for &i in members {
+                let child = children[i].0;
+                let parent = parent_ids[p];
+                // A clear-cut joint decision teaches like a certain one; a close call does not, and
+                // its candidates' lists of calls may be incomplete.
+                if confidence < CLEAR_DECISION {
+                    self.calls.get_mut(&child).expect("listed").inferred = true;
+                    for c in &children[i].2 {
+                        if let Some(pc) = self.calls.get_mut(c) {
+                            pc.contested = true;
+                        }
                     }
                 }
+                self.link(child, parent, 0.9 * confidence);
+                touched.push(self.calls[&parent].group);
             }
-            self.link(child, parent, 0.9 * confidence);
-            touched.push(self.calls[&parent].group);
         }
         for (id, _, _) in &children {
             if let Some(c) = self.calls.get(id) {

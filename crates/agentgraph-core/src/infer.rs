@@ -22,16 +22,17 @@ const END: u64 = 0;
 const ALPHA_SEQ: f64 = 0.5;
 const KINDS: f64 = 16.0;
 
-/// Magnitude bins: 50 µs · 2^k, k = 0..=20 (50 µs to ~52 s), for each sign.
+/// Magnitude bins: 50 µs · 2^k, k = 0..=20 (50 µs to ~52 s), for each sign. (Half-octave
+/// bins were tried: the sparser counts cost more than the sharper edges gained.)
 const MAG_BINS: usize = 21;
 const BINS: usize = 2 * MAG_BINS;
-const BASE_NS: f64 = 50_000.0;
+const BASE_NS: u64 = 50_000;
 /// Add-α smoothing: an unseen bin keeps a small probability.
 const ALPHA: f64 = 0.3;
 
 fn bin(v: Nanos) -> usize {
     // floor(log2(|v| / 50 µs)), in integers.
-    let units = (v.unsigned_abs() / BASE_NS as u64).max(1);
+    let units = (v.unsigned_abs() / BASE_NS).max(1);
     let mag = (63 - units.leading_zeros()) as usize;
     let mag = mag.min(MAG_BINS - 1);
     if v < 0 { MAG_BINS + mag } else { mag }
@@ -66,6 +67,14 @@ impl Histogram {
     /// Smoothed log-probability of the bin of `v`.
     pub fn log_p(&self, v: Nanos) -> f64 {
         self.ln_counts[bin(v)] - self.ln_total
+    }
+
+    /// Smoothed `ln P(X ≥ v)` for `v ≥ 0`: the bins above `v`'s, and half of its own.
+    pub fn ln_survival(&self, v: Nanos) -> f64 {
+        let b = bin(v.max(0));
+        let above: u32 = self.counts[b + 1..MAG_BINS].iter().sum();
+        let mass = f64::from(above) + ALPHA * (MAG_BINS - b - 1) as f64 + 0.5 * (f64::from(self.counts[b]) + ALPHA);
+        mass.ln() - self.ln_total
     }
 
     pub fn total(&self) -> u32 {
@@ -108,14 +117,21 @@ impl EdgeTiming {
         );
         self.last_to_end.add(parent.end - max_end);
         if self.transitions.len() < 4_096 {
-            *self.first_kind.entry(children[0].kind).or_insert(0) += 1;
-            for pair in children.windows(2) {
-                *self.transitions.entry((pair[0].kind, pair[1].kind)).or_insert(0) += 1;
-                *self.from_kind.entry(pair[0].kind).or_insert(0) += 1;
+            let mut previous = None;
+            for token in tokens(children) {
+                match previous {
+                    None => *self.first_kind.entry(token).or_insert(0) += 1,
+                    Some(a) => {
+                        *self.transitions.entry((a, token)).or_insert(0) += 1;
+                        *self.from_kind.entry(a).or_insert(0) += 1;
+                    }
+                }
+                previous = Some(token);
             }
-            let last = children[children.len() - 1].kind;
-            *self.transitions.entry((last, END)).or_insert(0) += 1;
-            *self.from_kind.entry(last).or_insert(0) += 1;
+            if let Some(last) = previous {
+                *self.transitions.entry((last, END)).or_insert(0) += 1;
+                *self.from_kind.entry(last).or_insert(0) += 1;
+            }
         }
     }
 
@@ -123,57 +139,146 @@ impl EdgeTiming {
     /// enough data of its own, the timing of `fallback` (learned from every agent) is used, and
     /// without that every assignment scores the same (the simple rule's order then decides).
     pub fn score(&self, parent: Span, children: &[Span], fallback: &EdgeTiming) -> f64 {
-        if self.is_informed() {
-            self.timing_score(parent, children) + self.shape_score(children)
-        } else if fallback.is_informed() && !children.is_empty() {
-            fallback.timing_score(parent, children)
-        } else {
-            0.0
-        }
-    }
-
-    /// Whether the parent makes calls at all, which kind first, which follows which, which last.
-    fn shape_score(&self, children: &[Span]) -> f64 {
-        let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
-        let denominator = with + without + 2.0;
-        if children.is_empty() {
-            return ((without + 1.0) / denominator).ln();
-        }
-        let mut s = ((with + 1.0) / denominator).ln();
-        let first = f64::from(self.first_kind.get(&children[0].kind).copied().unwrap_or(0));
-        s += ((first + ALPHA_SEQ) / (with + ALPHA_SEQ * KINDS)).ln();
-        let step = |a: u64, b: u64| {
-            let n = f64::from(self.transitions.get(&(a, b)).copied().unwrap_or(0));
-            let from = f64::from(self.from_kind.get(&a).copied().unwrap_or(0));
-            ((n + ALPHA_SEQ) / (from + ALPHA_SEQ * KINDS)).ln()
-        };
-        for pair in children.windows(2) {
-            s += step(pair[0].kind, pair[1].kind);
-        }
-        s + step(children[children.len() - 1].kind, END)
-    }
-
-    /// When the calls start and end relative to the parent and to each other.
-    fn timing_score(&self, parent: Span, children: &[Span]) -> f64 {
-        if children.is_empty() {
-            return 0.0;
-        }
-        let mut s = self.first_offset.log_p(children[0].start - parent.start);
-        let (np, ns) = (f64::from(self.parallel_gap.total()), f64::from(self.sequential_gap.total()));
-        let max_end = walk(children, |parallel, gap| {
-            s += if parallel {
-                ((np + 1.0) / (np + ns + 2.0)).ln() + self.parallel_gap.log_p(gap)
-            } else {
-                ((ns + 1.0) / (np + ns + 2.0)).ln() + self.sequential_gap.log_p(gap)
-            };
-        });
-        s + self.last_to_end.log_p(parent.end - max_end)
+        let model = Model::of(self, fallback);
+        model.prefix(parent, children) + model.completion(parent, children)
     }
 
     /// Whether enough has been learned for the statistics to say more than the simple rule.
     pub fn is_informed(&self) -> bool {
         self.with_children + self.without_children >= 5
     }
+
+    /// `ln P(makes calls)` or `ln P(makes none)`.
+    fn ln_makes_calls(&self, calls: bool) -> f64 {
+        let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
+        let n = if calls { with } else { without };
+        ((n + 1.0) / (with + without + 2.0)).ln()
+    }
+
+    /// `ln P(kind b follows kind a)` in the call-sequence model (`b = END`: a is the last call).
+    fn ln_step(&self, a: u64, b: u64) -> f64 {
+        let n = f64::from(self.transitions.get(&(a, b)).copied().unwrap_or(0));
+        let from = f64::from(self.from_kind.get(&a).copied().unwrap_or(0));
+        ((n + ALPHA_SEQ) / (from + ALPHA_SEQ * KINDS)).ln()
+    }
+
+    fn ln_first_kind(&self, kind: u64) -> f64 {
+        let first = f64::from(self.first_kind.get(&kind).copied().unwrap_or(0));
+        ((first + ALPHA_SEQ) / (f64::from(self.with_children) + ALPHA_SEQ * KINDS)).ln()
+    }
+}
+
+/// Which statistics score a parent: its own (timing and call sequence), the ones pooled over
+/// all agents (timing only), or none (every assignment scores 0).
+#[derive(Clone, Copy)]
+enum Model<'a> {
+    Own(&'a EdgeTiming),
+    Pooled(&'a EdgeTiming),
+    Uninformed,
+}
+
+impl<'a> Model<'a> {
+    fn of(own: &'a EdgeTiming, pooled: &'a EdgeTiming) -> Self {
+        if own.is_informed() {
+            Model::Own(own)
+        } else if pooled.is_informed() {
+            Model::Pooled(pooled)
+        } else {
+            Model::Uninformed
+        }
+    }
+
+    /// The terms a parent's calls settle as they start: that it makes calls, the first call's
+    /// offset and kind, each next call's gap and kind. Everything but how the sequence ends.
+    fn prefix(self, parent: Span, children: &[Span]) -> f64 {
+        let t = match self {
+            Model::Uninformed => return 0.0,
+            Model::Own(t) | Model::Pooled(t) => t,
+        };
+        let Some(first) = children.first() else { return 0.0 };
+        let mut s = t.first_offset.log_p(first.start - parent.start);
+        let (np, ns) = (f64::from(t.parallel_gap.total()), f64::from(t.sequential_gap.total()));
+        walk(children, |parallel, gap| {
+            s += if parallel {
+                ((np + 1.0) / (np + ns + 2.0)).ln() + t.parallel_gap.log_p(gap)
+            } else {
+                ((ns + 1.0) / (np + ns + 2.0)).ln() + t.sequential_gap.log_p(gap)
+            };
+        });
+        if let Model::Own(t) = self {
+            s += t.ln_makes_calls(true);
+            let mut previous = None;
+            for token in tokens(children) {
+                s += match previous {
+                    None => t.ln_first_kind(token),
+                    Some(a) => t.ln_step(a, token),
+                };
+                previous = Some(token);
+            }
+        }
+        s
+    }
+
+    /// How the sequence ends: the time from the last call to the answer and that no call
+    /// follows it, or that the parent made no calls at all.
+    fn completion(self, parent: Span, children: &[Span]) -> f64 {
+        match (self, children.last()) {
+            (Model::Uninformed, _) | (Model::Pooled(_), None) => 0.0,
+            (Model::Own(t), None) => t.ln_makes_calls(false),
+            (Model::Own(t) | Model::Pooled(t), Some(last)) => {
+                let max_end = children.iter().map(|c| c.end).max().unwrap_or(last.end);
+                let shape = if let Model::Own(t) = self { t.ln_step(last_token(children), END) } else { 0.0 };
+                t.last_to_end.log_p(parent.end - max_end) + shape
+            }
+        }
+    }
+
+    /// What is known at time `now` about a parent still running then, given the calls it made
+    /// before `now`: nothing came for `now − start` (no calls yet) or for `now − end of its
+    /// calls` (all finished), so the first call, the next one or the answer is still due.
+    fn waiting(self, parent: Span, children: &[Span], now: Nanos) -> f64 {
+        let t = match self {
+            Model::Uninformed => return 0.0,
+            Model::Own(t) | Model::Pooled(t) => t,
+        };
+        let Some(last) = children.last() else {
+            let Model::Own(t) = self else { return 0.0 };
+            let first_due = t.first_offset.ln_survival(now - parent.start).exp();
+            return (t.ln_makes_calls(false).exp() + t.ln_makes_calls(true).exp() * first_due).ln();
+        };
+        let max_end = children.iter().map(|c| c.end).max().unwrap_or(last.end);
+        if max_end >= now {
+            return 0.0;
+        }
+        let ends_here = if let Model::Own(t) = self { t.ln_step(last_token(children), END).exp() } else { 0.5 };
+        let idle = now - max_end;
+        (ends_here * t.last_to_end.ln_survival(idle).exp()
+            + (1.0 - ends_here) * t.sequential_gap.ln_survival(idle).exp())
+        .ln()
+    }
+}
+
+/// Runs of same-kind calls told apart in the call-sequence model (later ones count as the last).
+const MAX_RUN: u64 = 7;
+
+/// Each call's token in its parent's call sequence: its kind and which run of same-kind calls
+/// it belongs to (0 for the first), so the model learns the order of steps ("the LLM call
+/// after the fan-out ends the sequence"), not only which kind may follow which.
+fn tokens(children: &[Span]) -> impl Iterator<Item = u64> + '_ {
+    let mut run = 0u64;
+    let mut previous_kind = None;
+    children.iter().map(move |c| {
+        if previous_kind.is_some_and(|k| k != c.kind) {
+            run += 1;
+        }
+        previous_kind = Some(c.kind);
+        // Never END (0).
+        (c.kind ^ run.min(MAX_RUN).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+    })
+}
+
+fn last_token(children: &[Span]) -> u64 {
+    tokens(children).last().unwrap_or(END)
 }
 
 /// Walks consecutive siblings (sorted by start), reporting for each transition whether it
@@ -202,92 +307,144 @@ pub struct ParentSlot<'a> {
     pub timing: &'a EdgeTiming,
     /// Statistics of all agents, for an agent not yet known well.
     pub fallback: &'a EdgeTiming,
+    /// Calls outside this problem may still be assigned to it: its sequence is not scored as
+    /// finished.
+    pub open: bool,
 }
 
-/// A call to assign: its interval and the indices of its candidate parents, in the simple
-/// rule's order of preference (best first), used to break ties.
+/// Calls to assign to one parent together (one call, or a fan-out: same-kind calls launched at
+/// once), sorted by start, and the indices of their candidate parents in the simple rule's
+/// order of preference (best first), used to break ties.
 #[derive(Clone, Debug)]
 pub struct ChildSlot {
-    pub interval: Span,
+    pub calls: Vec<Span>,
     pub candidates: Vec<usize>,
+}
+
+impl ChildSlot {
+    fn start(&self) -> Nanos {
+        self.calls.first().map_or(0, |c| c.start)
+    }
 }
 
 #[derive(Clone)]
 struct State {
     /// The parent chosen for each child so far.
     choice: Vec<usize>,
-    scores: Vec<f64>,
-    total: f64,
+    /// Per parent, the prefix score of its calls so far.
+    prefix: Vec<f64>,
+    /// Sum of `prefix`.
+    settled: f64,
     /// Sum of tie-break ranks (lower = closer to the simple rule).
     rank: usize,
 }
 
 /// Fills `out` with parent `p`'s calls under `choice` (plus `extra`), sorted by start: its
 /// fixed calls merged with the children assigned to it (children come in start order).
-fn calls_of(
-    p: usize,
-    fixed: &[Span],
-    children: &[ChildSlot],
-    choice: &[usize],
-    extra: Option<Span>,
-    out: &mut Vec<Span>,
-) {
+fn calls_of(p: usize, fixed: &[Span], children: &[ChildSlot], choice: &[usize], extra: &[Span], out: &mut Vec<Span>) {
     out.clear();
     out.extend_from_slice(fixed);
-    out.extend(choice.iter().zip(children).filter(|(c, _)| **c == p).map(|(_, child)| child.interval));
-    out.extend(extra);
+    for (_, child) in choice.iter().zip(children).filter(|(c, _)| **c == p) {
+        out.extend_from_slice(&child.calls);
+    }
+    out.extend_from_slice(extra);
     out.sort_by_key(|iv| (iv.start, iv.end));
+}
+
+/// The score of parent `p`'s calls that is not settled by the calls themselves, at time `now`
+/// (`None`: after every call): a finished parent's ending, or a running one's waiting.
+fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: &[Span], now: Option<Nanos>) -> f64 {
+    match now {
+        _ if slot.open => 0.0,
+        Some(now) if slot.interval.end > now => {
+            // A parent with a call starting at or after `now` is not waiting for anything.
+            if calls.last().is_some_and(|c| c.start >= now) { 0.0 } else { model.waiting(slot.interval, calls, now) }
+        }
+        _ => model.completion(slot.interval, calls),
+    }
 }
 
 /// Assigns each child (in order of start) to one of its candidates, keeping the `beam` best
 /// partial assignments. Returns, per child, the chosen parent index and a confidence in (0, 1]:
 /// the probability of the best choice against the best alternative for that child.
+///
+/// Partial assignments are compared fairly at each child's start: a parent's calls so far are
+/// scored as a prefix, plus what the time since its last call says (the next call or the
+/// answer is still due), and a parent that has answered by then as a finished sequence. An
+/// assignment is not favoured for leaving a parent's sequence looking complete too early.
 pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
+    let models: Vec<Model<'_>> = parents.iter().map(|slot| Model::of(slot.timing, slot.fallback)).collect();
     let mut scratch: Vec<Span> = Vec::new();
-    let scores: Vec<f64> = parents
-        .iter()
-        .enumerate()
-        .map(|(p, slot)| {
-            calls_of(p, &slot.fixed, children, &[], None, &mut scratch);
-            slot.timing.score(slot.interval, &scratch, slot.fallback)
-        })
-        .collect();
-    let total = scores.iter().sum();
-    let mut states = vec![State { choice: Vec::with_capacity(children.len()), scores, total, rank: 0 }];
+    let prefix: Vec<f64> = parents.iter().zip(&models).map(|(slot, m)| m.prefix(slot.interval, &slot.fixed)).collect();
+    let settled = prefix.iter().sum();
+    let mut states = vec![State { choice: Vec::with_capacity(children.len()), prefix, settled, rank: 0 }];
+    // Per state and parent, the unsettled score at the current child's start.
+    let mut waiting: Vec<f64> = Vec::new();
     // Candidate extensions are scored first and only the kept ones are materialized, so a
     // state is cloned at most `beam` times per step.
     let mut extensions: Vec<(f64, usize, usize, usize, f64)> = Vec::new();
     for (i, child) in children.iter().enumerate() {
+        let now = child.start();
         extensions.clear();
         for (si, s) in states.iter().enumerate() {
+            waiting.clear();
+            for (p, slot) in parents.iter().enumerate() {
+                calls_of(p, &slot.fixed, &children[..i], &s.choice, &[], &mut scratch);
+                scratch.retain(|c| c.start < now);
+                waiting.push(unsettled(slot, models[p], &scratch, Some(now)));
+            }
+            let base = s.settled + waiting.iter().sum::<f64>();
             for (rank, &p) in child.candidates.iter().enumerate() {
                 let slot = &parents[p];
-                calls_of(p, &slot.fixed, &children[..i], &s.choice, Some(child.interval), &mut scratch);
-                let new_score = slot.timing.score(slot.interval, &scratch, slot.fallback);
-                extensions.push((s.total + (new_score - s.scores[p]), s.rank + rank, si, p, new_score));
+                calls_of(p, &slot.fixed, &children[..i], &s.choice, &child.calls, &mut scratch);
+                let new_prefix = models[p].prefix(slot.interval, &scratch);
+                // The new call starts now: its parent is busy, not waiting.
+                let total = base - waiting[p] + (new_prefix - s.prefix[p]);
+                extensions.push((total, s.rank + rank, si, p, new_prefix));
             }
         }
         extensions.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         extensions.truncate(beam.max(1));
         states = extensions
             .iter()
-            .map(|&(total, rank, si, p, new_score)| {
+            .map(|&(_, rank, si, p, new_prefix)| {
                 let mut n = states[si].clone();
-                n.scores[p] = new_score;
+                n.settled += new_prefix - n.prefix[p];
+                n.prefix[p] = new_prefix;
                 n.choice.push(p);
-                n.total = total;
                 n.rank = rank;
                 n
             })
             .collect();
     }
-    let best = &states[0];
+    // Every sequence is complete now: rank the kept assignments by their whole score.
+    let mut finals: Vec<(f64, usize, usize)> = states
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            let ending: f64 = parents
+                .iter()
+                .enumerate()
+                .map(|(p, slot)| {
+                    calls_of(p, &slot.fixed, children, &s.choice, &[], &mut scratch);
+                    unsettled(slot, models[p], &scratch, None)
+                })
+                .sum();
+            (s.settled + ending, s.rank, si)
+        })
+        .collect();
+    finals.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let (best_total, _, best) = finals[0];
+    let best = &states[best];
     (0..children.len())
         .map(|i| {
             let chosen = best.choice[i];
-            let alternative =
-                states.iter().filter(|s| s.choice[i] != chosen).map(|s| s.total).fold(f64::NEG_INFINITY, f64::max);
-            let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best.total).exp()) } else { 1.0 };
+            let alternative = finals
+                .iter()
+                .filter(|(_, _, si)| states[*si].choice[i] != chosen)
+                .map(|(total, _, _)| *total)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best_total).exp()) } else { 1.0 };
             (chosen, confidence)
         })
         .collect()
@@ -320,13 +477,13 @@ mod tests {
         // Two overlapping parents on one pod; the simple rule (latest-started) would give every
         // child to B.
         let empty = EdgeTiming::default();
-        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing, fallback: &empty };
-        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing, fallback: &empty };
+        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing, fallback: &empty, open: false };
+        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing, fallback: &empty, open: false };
         let children = vec![
-            ChildSlot { interval: iv(100, 600), candidates: vec![0] },
-            ChildSlot { interval: iv(400, 900), candidates: vec![1, 0] },
-            ChildSlot { interval: iv(605, 1_150), candidates: vec![1, 0] },
-            ChildSlot { interval: iv(905, 1_450), candidates: vec![1, 0] },
+            ChildSlot { calls: vec![iv(100, 600)], candidates: vec![0] },
+            ChildSlot { calls: vec![iv(400, 900)], candidates: vec![1, 0] },
+            ChildSlot { calls: vec![iv(605, 1_150)], candidates: vec![1, 0] },
+            ChildSlot { calls: vec![iv(905, 1_450)], candidates: vec![1, 0] },
         ];
         let got: Vec<usize> = beam_assign(&[a, b], &children, 16).into_iter().map(|(p, _)| p).collect();
         assert_eq!(got, [0, 1, 0, 1]);
@@ -335,9 +492,9 @@ mod tests {
     #[test]
     fn untrained_statistics_fall_back_to_the_rule_order() {
         let empty = EdgeTiming::default();
-        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: &empty, fallback: &empty };
-        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: &empty, fallback: &empty };
-        let children = vec![ChildSlot { interval: iv(20, 30), candidates: vec![1, 0] }];
+        let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: &empty, fallback: &empty, open: false };
+        let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: &empty, fallback: &empty, open: false };
+        let children = vec![ChildSlot { calls: vec![iv(20, 30)], candidates: vec![1, 0] }];
         let got = beam_assign(&[a, b], &children, 8);
         assert_eq!(got[0].0, 1);
         assert!(got[0].1 <= 0.5 + 1e-9);

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use agentgraph_core::report::{Aggregates, InputJson, RequestJson, SCHEMA, StartOrder, TopK};
-use agentgraph_core::{Correlation, Engine, EngineConfig, EngineStats, NormalizeConfig, RequestGraph};
+use agentgraph_core::{Correlation, Engine, EngineConfig, EngineStats, NormalizeConfig, RequestGraph, TimingModel};
 use agentgraph_ingest::{DumpReader, ReadStats};
 use agentgraph_proto::Event;
 use anyhow::Result;
@@ -14,6 +14,44 @@ use crate::text;
 
 /// The bundled demo: a small agent cluster recorded as Hubble JSON (see testdata/README.md).
 const DEMO_DUMP: &[u8] = include_bytes!("../../../testdata/demo/agents-demo.jsonl.gz");
+
+/// A learning pass stops once every agent whose parents needed timing has this many certain
+/// examples.
+const SETTLED_EXAMPLES: u32 = 100;
+/// A learning pass stops after this many flows without any parent that needed timing.
+const QUIET_FLOWS: u64 = 50_000;
+
+/// Reads the input to learn each agent's call timing (discarding the requests), for a
+/// second engine to start from. `None` when no parent needed timing to be decided.
+fn learning_pass(mut reader: DumpReader, config: &EngineConfig, normalize: &NormalizeConfig) -> Option<TimingModel> {
+    let mut engine = Engine::new(config.clone(), normalize.clone());
+    let mut flows: u64 = 0;
+    let mut stopped_early = false;
+    reader.run_while(|event, _line| {
+        match event {
+            Event::Flow(flow) => {
+                engine.push_flow(flow);
+                engine.drain().for_each(drop);
+                flows += 1;
+            }
+            Event::LostEvents { time_ns: Some(t), .. } => engine.advance_watermark(*t),
+            _ => return true,
+        }
+        if flows.is_multiple_of(4_096)
+            && (engine.timing_settled(SETTLED_EXAMPLES)
+                || (flows >= QUIET_FLOWS && engine.stats().joint_decisions == 0))
+        {
+            stopped_early = true;
+            return false;
+        }
+        true
+    });
+    if !stopped_early {
+        engine.finish();
+        engine.drain().for_each(drop);
+    }
+    (engine.stats().joint_decisions > 0).then(|| engine.timing_model())
+}
 
 /// What the text format shows besides the aggregates.
 pub struct Summary {
@@ -44,13 +82,22 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         max_open_calls: args.max_open_calls,
         ..EngineConfig::default()
     };
-    let (mut reader, files) = if args.demo {
-        let demo = agentgraph_ingest::dump::decompressed(Box::new(DEMO_DUMP))?;
-        (DumpReader::from_readers(vec![("<demo>".into(), demo)]), vec!["<bundled demo dump>".to_string()])
-    } else {
-        (DumpReader::open(&args.files)?, args.files.clone())
+    let open_input = || -> Result<(DumpReader, Vec<String>)> {
+        Ok(if args.demo {
+            let demo = agentgraph_ingest::dump::decompressed(Box::new(DEMO_DUMP))?;
+            (DumpReader::from_readers(vec![("<demo>".into(), demo)]), vec!["<bundled demo dump>".to_string()])
+        } else {
+            (DumpReader::open(&args.files)?, args.files.clone())
+        })
     };
+    let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
+    let learned =
+        if rereadable && !args.single_pass { learning_pass(open_input()?.0, &config, &normalize) } else { None };
+    let (mut reader, files) = open_input()?;
     let mut engine = Engine::new(config, normalize);
+    if let Some(model) = learned {
+        engine.set_timing_model(model);
+    }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
 

@@ -341,6 +341,14 @@ pub struct AnalyzeArgs {
     /// Most calls held in memory at once; past it the oldest request is emitted early.
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     pub max_open_calls: usize,
+
+    /// Read the input once. By default, files (not stdin) are first read to learn each
+    /// agent's call timing, so parents that only timing can tell apart are decided with the
+    /// statistics from the start of the dump. That learning pass stops as soon as every agent
+    /// with such parents has 100 certain examples, or after 50,000 flows without any such
+    /// parent, so it costs a fraction of a read unless the dump is mostly ambiguous.
+    #[arg(long)]
+    pub single_pass: bool,
 }
 
 /// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`, `500us`, `100ns` into nanoseconds.

@@ -79,14 +79,18 @@ fn propagated_ids_and_serial_requests_reconstruct_exactly() {
 #[test]
 fn overlapping_untraced_requests_stay_above_measured_floors() {
     let dir = tempfile::tempdir().unwrap();
-    for (scenario, parent_floor) in
-        [("support-desk", 0.72), ("research-swarm", 0.78), ("code-review", 0.90), ("job-spawner", 0.82)]
-    {
+    for (scenario, parent_floor, exact_floor) in [
+        ("support-desk", 0.88, 0.75),
+        ("research-swarm", 0.93, 0.85),
+        ("code-review", 0.95, 0.85),
+        ("job-spawner", 0.96, 0.88),
+    ] {
         let r = score(dir.path(), scenario, "none", "4", "60");
         let what = format!("{scenario}: {r}");
         assert_eq!(f(&r, "call_recall"), 1.0, "{what}");
         assert_eq!(f(&r, "call_precision"), 1.0, "{what}");
         assert!(f(&r, "parent_accuracy") >= parent_floor, "{what}");
+        assert!(f(&r, "exact_request_rate") >= exact_floor, "{what}");
     }
 }
 
