@@ -1146,9 +1146,10 @@ impl Engine {
                 }
             })
             .collect();
-        // A fan-out (same-kind calls launched together) goes to one parent as a unit, one of the
-        // candidates of all its calls: a parent launches its fan-out at once, and splitting one
-        // between parents is the costliest mistake a per-call choice makes.
+        // A fan-out (same-kind calls launched together, by an agent known to make such calls
+        // several at once) goes to one parent as a unit, one of the candidates of all its
+        // calls: a parent launches its fan-out at once, and splitting one between parents is
+        // the costliest mistake a per-call choice makes.
         let mut units: Vec<(Vec<usize>, ChildSlot)> = Vec::new();
         for (i, (_, iv, cands)) in children.iter().enumerate() {
             let candidates: Vec<usize> = cands.iter().map(|p| parent_index[p]).collect();
@@ -1158,6 +1159,7 @@ impl Engine {
                 && iv.start - last.start <= FAN_OUT_SPREAD
                 && unit.calls.iter().any(|c| c.end > iv.start)
                 && unit.candidates.iter().any(|p| candidates.contains(p))
+                && unit.candidates.iter().all(|&p| slots[p].timing.fans_out(iv.kind))
             {
                 members.push(i);
                 unit.calls.push(*iv);

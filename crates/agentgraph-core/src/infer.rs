@@ -98,6 +98,9 @@ pub struct EdgeTiming {
     pub first_kind: HashMap<u64, u32>,
     pub transitions: HashMap<(u64, u64), u32>,
     pub from_kind: HashMap<u64, u32>,
+    /// Kinds of call made several at once (a fan-out): a call started while one of the same
+    /// kind still ran.
+    pub fanned_out_kinds: HashMap<u64, u32>,
 }
 
 impl EdgeTiming {
@@ -132,6 +135,11 @@ impl EdgeTiming {
                 *self.transitions.entry((last, END)).or_insert(0) += 1;
                 *self.from_kind.entry(last).or_insert(0) += 1;
             }
+            for (i, c) in children.iter().enumerate() {
+                if children[..i].iter().any(|e| e.kind == c.kind && e.end > c.start) {
+                    *self.fanned_out_kinds.entry(c.kind).or_insert(0) += 1;
+                }
+            }
         }
     }
 
@@ -141,6 +149,12 @@ impl EdgeTiming {
     pub fn score(&self, parent: Span, children: &[Span], fallback: &EdgeTiming) -> f64 {
         let model = Model::of(self, fallback);
         model.prefix(parent, children) + model.completion(parent, children)
+    }
+
+    /// Whether calls of `kind` have been seen made several at once (always, for an agent not
+    /// known well enough to say).
+    pub fn fans_out(&self, kind: u64) -> bool {
+        !self.is_informed() || self.fanned_out_kinds.contains_key(&kind)
     }
 
     /// Whether enough has been learned for the statistics to say more than the simple rule.
@@ -260,20 +274,27 @@ impl<'a> Model<'a> {
 
 /// Runs of same-kind calls told apart in the call-sequence model (later ones count as the last).
 const MAX_RUN: u64 = 7;
+/// Positions within a run told apart (later ones count as the last): how many calls of a kind
+/// in a row are usual.
+const MAX_RUN_POSITION: u64 = 3;
 
-/// Each call's token in its parent's call sequence: its kind and which run of same-kind calls
-/// it belongs to (0 for the first), so the model learns the order of steps ("the LLM call
-/// after the fan-out ends the sequence"), not only which kind may follow which.
+/// Each call's token in its parent's call sequence: its kind, which run of same-kind calls it
+/// belongs to (0 for the first) and its position in that run, so the model learns the order
+/// and size of steps ("one to three LLM calls after the search, and then the answer"), not
+/// only which kind may follow which.
 fn tokens(children: &[Span]) -> impl Iterator<Item = u64> + '_ {
-    let mut run = 0u64;
+    let (mut run, mut position) = (0u64, 0u64);
     let mut previous_kind = None;
     children.iter().map(move |c| {
-        if previous_kind.is_some_and(|k| k != c.kind) {
-            run += 1;
+        match previous_kind {
+            Some(k) if k != c.kind => (run, position) = (run + 1, 0),
+            Some(_) => position += 1,
+            None => {}
         }
         previous_kind = Some(c.kind);
+        let step = run.min(MAX_RUN) << 2 | position.min(MAX_RUN_POSITION);
         // Never END (0).
-        (c.kind ^ run.min(MAX_RUN).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+        (c.kind ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
     })
 }
 
