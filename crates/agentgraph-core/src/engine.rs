@@ -32,6 +32,10 @@ const MAX_JOINT_CHILDREN: usize = 256;
 /// How long (event time) undecided calls wait for every call they are tied to through shared
 /// candidate parents to become decidable, before the decidable ones are settled alone.
 const JOINT_HOLD: Nanos = 30 * SEC;
+/// Beam width of the joint search: `BEAM_WORK / (calls × candidate parents)`, within bounds.
+const BEAM_WORK: usize = 1 << 19;
+const MIN_BEAM: usize = 128;
+const MAX_BEAM: usize = 2048;
 /// Calls of one kind started this close together (one after another, each while an earlier
 /// one still runs) are one fan-out: `asyncio.gather` and its kin launch them within a
 /// millisecond or two.
@@ -1174,7 +1178,10 @@ impl Engine {
         // The joint search is for a pod's handful of overlapping calls; a pile-up (a stuck
         // pod, the end of input) falls back to the simple rule to keep work bounded.
         let assignment = if problem.len() <= MAX_JOINT_CHILDREN && slots.len() <= MAX_CANDIDATES {
-            beam_assign(&slots, &problem, 128)
+            // A wide beam where it is cheap, narrower as the problem grows, so the work per
+            // problem stays bounded.
+            let size = problem.len() * slots.len();
+            beam_assign(&slots, &problem, (BEAM_WORK / size.max(1)).clamp(MIN_BEAM, MAX_BEAM))
         } else {
             problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
         };

@@ -4,6 +4,8 @@
 //! time from the last call to its answer — and a beam search that assigns a pod's ambiguous
 //! outgoing calls to its overlapping incoming calls jointly, scored by those statistics.
 
+use std::hash::BuildHasher;
+
 use foldhash::HashMap;
 
 use crate::Nanos;
@@ -21,6 +23,9 @@ const END: u64 = 0;
 /// Smoothing of the call-sequence model: `ALPHA_SEQ` pseudo-count spread over `KINDS` kinds.
 const ALPHA_SEQ: f64 = 0.5;
 const KINDS: f64 = 16.0;
+/// `ln(ALPHA_SEQ)` and `ln(ALPHA_SEQ · KINDS)` (checked by a test).
+const LN_ALPHA_SEQ: f64 = -std::f64::consts::LN_2;
+const LN_ALPHA_SEQ_KINDS: f64 = 3.0 * std::f64::consts::LN_2;
 
 /// Magnitude bins: 50 µs · 2^k, k = 0..=20 (50 µs to ~52 s), for each sign. (Half-octave
 /// bins were tried: the sparser counts cost more than the sharper edges gained.)
@@ -47,11 +52,25 @@ pub struct Histogram {
     /// (far more frequent than learning) needs no logarithm.
     ln_counts: [f64; BINS],
     ln_total: f64,
+    /// The smallest and largest value seen: with enough samples, a value well outside them
+    /// scores like an empty bin, though its bin (a factor of 2 wide) has counts.
+    min: Nanos,
+    max: Nanos,
 }
+
+/// Samples needed before the seen range sharpens the bins.
+const RANGE_SAMPLES: u32 = 30;
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { counts: [0; BINS], total: 0, ln_counts: [ALPHA.ln(); BINS], ln_total: (ALPHA * BINS as f64).ln() }
+        Histogram {
+            counts: [0; BINS],
+            total: 0,
+            ln_counts: [ALPHA.ln(); BINS],
+            ln_total: (ALPHA * BINS as f64).ln(),
+            min: Nanos::MAX,
+            max: Nanos::MIN,
+        }
     }
 }
 
@@ -62,10 +81,17 @@ impl Histogram {
         self.total = self.total.saturating_add(1);
         self.ln_counts[b] = (f64::from(self.counts[b]) + ALPHA).ln();
         self.ln_total = (f64::from(self.total) + ALPHA * BINS as f64).ln();
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
     }
 
     /// Smoothed log-probability of the bin of `v`.
     pub fn log_p(&self, v: Nanos) -> f64 {
+        if self.total >= RANGE_SAMPLES
+            && (v < self.min - self.min.abs() / 8 || v > self.max.saturating_add(self.max.abs() / 8))
+        {
+            return ALPHA.ln() - self.ln_total;
+        }
         self.ln_counts[bin(v)] - self.ln_total
     }
 
@@ -82,6 +108,44 @@ impl Histogram {
     }
 }
 
+/// Counts by key with `ln(count + ALPHA_SEQ)` kept current: scoring, far more frequent than
+/// learning, needs no logarithm.
+#[derive(Clone, Debug)]
+pub struct LnCounts<K> {
+    map: HashMap<K, (u32, f64)>,
+}
+
+impl<K> Default for LnCounts<K> {
+    fn default() -> Self {
+        LnCounts { map: HashMap::default() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> LnCounts<K> {
+    fn add(&mut self, key: K, smoothing: f64) {
+        let entry = self.map.entry(key).or_insert((0, 0.0));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = (f64::from(entry.0) + smoothing).ln();
+    }
+
+    /// `ln(count + smoothing)`, given `ln(smoothing)` for an unseen key.
+    fn ln(&self, key: &K, ln_smoothing: f64) -> f64 {
+        self.map.get(key).map_or(ln_smoothing, |e| e.1)
+    }
+
+    pub fn count(&self, key: &K) -> u32 {
+        self.map.get(key).map_or(0, |e| e.0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// What unambiguous calls of one (agent, path) taught about the calls they make.
 #[derive(Clone, Debug, Default)]
 pub struct EdgeTiming {
@@ -95,12 +159,18 @@ pub struct EdgeTiming {
     pub last_to_end: Histogram,
     /// Which kind of call comes first, which follows which, and which comes last (a Markov
     /// chain over the kinds of calls this agent makes).
-    pub first_kind: HashMap<u64, u32>,
-    pub transitions: HashMap<(u64, u64), u32>,
-    pub from_kind: HashMap<u64, u32>,
+    pub first_kind: LnCounts<u64>,
+    pub transitions: LnCounts<(u64, u64)>,
+    /// How often each token was followed by another (smoothed by `ALPHA_SEQ · KINDS`).
+    pub from_kind: LnCounts<u64>,
     /// Kinds of call made several at once (a fan-out): a call started while one of the same
     /// kind still ran.
     pub fanned_out_kinds: HashMap<u64, u32>,
+    /// `ln((with + 1) / (with + without + 2))`, `ln((without + 1) / …)` and
+    /// `ln(with + ALPHA_SEQ · KINDS)`, kept current by `learn`.
+    ln_with: f64,
+    ln_without: f64,
+    ln_first_total: f64,
 }
 
 impl EdgeTiming {
@@ -108,9 +178,16 @@ impl EdgeTiming {
     pub fn learn(&mut self, parent: Span, children: &[Span]) {
         if children.is_empty() {
             self.without_children = self.without_children.saturating_add(1);
+        } else {
+            self.with_children = self.with_children.saturating_add(1);
+        }
+        let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
+        self.ln_with = ((with + 1.0) / (with + without + 2.0)).ln();
+        self.ln_without = ((without + 1.0) / (with + without + 2.0)).ln();
+        self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
+        if children.is_empty() {
             return;
         }
-        self.with_children = self.with_children.saturating_add(1);
         self.first_offset.add(children[0].start - parent.start);
         let max_end = walk(
             children,
@@ -123,17 +200,17 @@ impl EdgeTiming {
             let mut previous = None;
             for token in tokens(children) {
                 match previous {
-                    None => *self.first_kind.entry(token).or_insert(0) += 1,
+                    None => self.first_kind.add(token, ALPHA_SEQ),
                     Some(a) => {
-                        *self.transitions.entry((a, token)).or_insert(0) += 1;
-                        *self.from_kind.entry(a).or_insert(0) += 1;
+                        self.transitions.add((a, token), ALPHA_SEQ);
+                        self.from_kind.add(a, ALPHA_SEQ * KINDS);
                     }
                 }
                 previous = Some(token);
             }
             if let Some(last) = previous {
-                *self.transitions.entry((last, END)).or_insert(0) += 1;
-                *self.from_kind.entry(last).or_insert(0) += 1;
+                self.transitions.add((last, END), ALPHA_SEQ);
+                self.from_kind.add(last, ALPHA_SEQ * KINDS);
             }
             for (i, c) in children.iter().enumerate() {
                 if children[..i].iter().any(|e| e.kind == c.kind && e.end > c.start) {
@@ -164,21 +241,22 @@ impl EdgeTiming {
 
     /// `ln P(makes calls)` or `ln P(makes none)`.
     fn ln_makes_calls(&self, calls: bool) -> f64 {
-        let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
-        let n = if calls { with } else { without };
-        ((n + 1.0) / (with + without + 2.0)).ln()
+        match (calls, self.with_children + self.without_children) {
+            // Nothing learned: even odds.
+            (_, 0) => -std::f64::consts::LN_2,
+            (true, _) => self.ln_with,
+            (false, _) => self.ln_without,
+        }
     }
 
     /// `ln P(kind b follows kind a)` in the call-sequence model (`b = END`: a is the last call).
     fn ln_step(&self, a: u64, b: u64) -> f64 {
-        let n = f64::from(self.transitions.get(&(a, b)).copied().unwrap_or(0));
-        let from = f64::from(self.from_kind.get(&a).copied().unwrap_or(0));
-        ((n + ALPHA_SEQ) / (from + ALPHA_SEQ * KINDS)).ln()
+        self.transitions.ln(&(a, b), LN_ALPHA_SEQ) - self.from_kind.ln(&a, LN_ALPHA_SEQ_KINDS)
     }
 
     fn ln_first_kind(&self, kind: u64) -> f64 {
-        let first = f64::from(self.first_kind.get(&kind).copied().unwrap_or(0));
-        ((first + ALPHA_SEQ) / (f64::from(self.with_children) + ALPHA_SEQ * KINDS)).ln()
+        let total = if self.with_children == 0 { LN_ALPHA_SEQ_KINDS } else { self.ln_first_total };
+        self.first_kind.ln(&kind, LN_ALPHA_SEQ) - total
     }
 }
 
@@ -352,24 +430,51 @@ impl ChildSlot {
 struct State {
     /// The parent chosen for each child so far.
     choice: Vec<usize>,
+    /// Per child, the previous child given the same parent (index + 1; 0: none).
+    previous: Vec<u32>,
+    /// Per parent, the last child given to it (index + 1; 0: none).
+    last_of: Vec<u32>,
     /// Per parent, the prefix score of its calls so far.
     prefix: Vec<f64>,
     /// Sum of `prefix`.
     settled: f64,
     /// Sum of tie-break ranks (lower = closer to the simple rule).
     rank: usize,
+    /// Per parent, a hash of what its calls so far mean for the calls to come (`frontier`).
+    frontiers: Vec<u64>,
+    /// Combined hash of the frontiers: states that agree on it score every continuation the
+    /// same, so only the better of them need be kept.
+    signature: u64,
 }
 
-/// Fills `out` with parent `p`'s calls under `choice` (plus `extra`), sorted by start: its
-/// fixed calls merged with the children assigned to it (children come in start order).
-fn calls_of(p: usize, fixed: &[Span], children: &[ChildSlot], choice: &[usize], extra: &[Span], out: &mut Vec<Span>) {
+/// A hash of what parent `p`'s calls started up to `upto` mean for scoring later calls: the
+/// last start, the latest end and the last call's token.
+fn frontier(calls: &[Span], upto: Nanos) -> u64 {
+    let known = &calls[..calls.partition_point(|c| c.start <= upto)];
+    let Some(last) = known.last() else { return 0 };
+    let max_end = known.iter().map(|c| c.end).max().unwrap_or(last.end);
+    foldhash::fast::FixedState::with_seed(0x6672_6f6e).hash_one((last.start, max_end, last_token(known)))
+}
+
+/// One parent's part of a state's signature.
+fn signature_part(p: usize, frontier: u64) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x7369_676e).hash_one((p, frontier))
+}
+
+/// Fills `out` with parent `p`'s calls in state `s` (plus `extra`), sorted by start: its fixed
+/// calls merged with the children assigned to it, found by walking the state's chain of
+/// children per parent rather than every choice.
+fn calls_of(p: usize, fixed: &[Span], children: &[ChildSlot], s: &State, extra: &[Span], out: &mut Vec<Span>) {
     out.clear();
     out.extend_from_slice(fixed);
-    for (_, child) in choice.iter().zip(children).filter(|(c, _)| **c == p) {
-        out.extend_from_slice(&child.calls);
+    let mut next = s.last_of[p];
+    while next > 0 {
+        let c = next as usize - 1;
+        out.extend_from_slice(&children[c].calls);
+        next = s.previous[c];
     }
     out.extend_from_slice(extra);
-    out.sort_by_key(|iv| (iv.start, iv.end));
+    out.sort_unstable_by_key(|iv| (iv.start, iv.end));
 }
 
 /// The score of parent `p`'s calls that is not settled by the calls themselves, at time `now`
@@ -378,7 +483,8 @@ fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: &[Span], now: Optio
     match now {
         _ if slot.open => 0.0,
         Some(now) if slot.interval.end > now => {
-            // A parent with a call starting at or after `now` is not waiting for anything.
+            // A parent with a call starting at or after `now` (one fixed for certain) is not
+            // waiting for anything.
             if calls.last().is_some_and(|c| c.start >= now) { 0.0 } else { model.waiting(slot.interval, calls, now) }
         }
         _ => model.completion(slot.interval, calls),
@@ -394,77 +500,128 @@ fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: &[Span], now: Optio
 /// answer is still due), and a parent that has answered by then as a finished sequence. An
 /// assignment is not favoured for leaving a parent's sequence looking complete too early.
 pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
+    let beam = beam.max(1);
     let models: Vec<Model<'_>> = parents.iter().map(|slot| Model::of(slot.timing, slot.fallback)).collect();
     let mut scratch: Vec<Span> = Vec::new();
+    // After the last child that may be given to it, a parent's calls are final: its ending is
+    // scored once, and it drops out of the per-step waiting terms.
+    let mut last_use: Vec<Option<usize>> = vec![None; parents.len()];
+    for (i, child) in children.iter().enumerate() {
+        for &p in &child.candidates {
+            last_use[p] = Some(i);
+        }
+    }
+    let mut final_after: Vec<Vec<usize>> = vec![Vec::new(); children.len()];
+    for (p, used) in last_use.iter().enumerate() {
+        if let Some(i) = used {
+            final_after[*i].push(p);
+        }
+    }
     let prefix: Vec<f64> = parents.iter().zip(&models).map(|(slot, m)| m.prefix(slot.interval, &slot.fixed)).collect();
-    let settled = prefix.iter().sum();
-    let mut states = vec![State { choice: Vec::with_capacity(children.len()), prefix, settled, rank: 0 }];
-    // Per state and parent, the unsettled score at the current child's start.
-    let mut waiting: Vec<f64> = Vec::new();
+    // Parents no child can be given are final from the start.
+    let settled = prefix.iter().sum::<f64>()
+        + (0..parents.len())
+            .filter(|&p| last_use[p].is_none())
+            .map(|p| unsettled(&parents[p], models[p], &parents[p].fixed, None))
+            .sum::<f64>();
+    let frontiers: Vec<u64> =
+        parents.iter().map(|slot| frontier(&slot.fixed, children.first().map_or(0, |c| c.start()))).collect();
+    let signature = frontiers.iter().enumerate().fold(0, |h, (p, f)| h ^ signature_part(p, *f));
+    let mut states = vec![State {
+        choice: Vec::with_capacity(children.len()),
+        previous: Vec::with_capacity(children.len()),
+        last_of: vec![0; parents.len()],
+        prefix,
+        settled,
+        rank: 0,
+        frontiers,
+        signature,
+    }];
+    // Per state, the unsettled score of each parent still in play at the current child's start.
+    let mut waiting: Vec<f64> = vec![0.0; parents.len()];
     // Candidate extensions are scored first and only the kept ones are materialized, so a
     // state is cloned at most `beam` times per step.
-    let mut extensions: Vec<(f64, usize, usize, usize, f64)> = Vec::new();
+    let mut extensions: Vec<(f64, usize, usize, usize, f64, u64)> = Vec::new();
+    let mut seen: foldhash::HashSet<u64> = Default::default();
     for (i, child) in children.iter().enumerate() {
         let now = child.start();
+        let in_play: Vec<usize> = (0..parents.len()).filter(|&p| last_use[p].is_some_and(|u| u >= i)).collect();
         extensions.clear();
         for (si, s) in states.iter().enumerate() {
-            waiting.clear();
-            for (p, slot) in parents.iter().enumerate() {
-                calls_of(p, &slot.fixed, &children[..i], &s.choice, &[], &mut scratch);
-                scratch.retain(|c| c.start < now);
-                waiting.push(unsettled(slot, models[p], &scratch, Some(now)));
+            let mut base = s.settled;
+            for &p in &in_play {
+                calls_of(p, &parents[p].fixed, children, s, &[], &mut scratch);
+                waiting[p] = unsettled(&parents[p], models[p], &scratch, Some(now));
+                base += waiting[p];
             }
-            let base = s.settled + waiting.iter().sum::<f64>();
             for (rank, &p) in child.candidates.iter().enumerate() {
                 let slot = &parents[p];
-                calls_of(p, &slot.fixed, &children[..i], &s.choice, &child.calls, &mut scratch);
+                calls_of(p, &slot.fixed, children, s, &child.calls, &mut scratch);
                 let new_prefix = models[p].prefix(slot.interval, &scratch);
+                let new_frontier = frontier(&scratch, child.calls.last().map_or(now, |c| c.start));
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - s.prefix[p]);
-                extensions.push((total, s.rank + rank, si, p, new_prefix));
+                extensions.push((total, s.rank + rank, si, p, new_prefix, new_frontier));
             }
         }
-        extensions.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        extensions.truncate(beam.max(1));
-        states = extensions
-            .iter()
-            .map(|&(_, rank, si, p, new_prefix)| {
-                let mut n = states[si].clone();
-                n.settled += new_prefix - n.prefix[p];
-                n.prefix[p] = new_prefix;
-                n.choice.push(p);
-                n.rank = rank;
-                n
-            })
-            .collect();
+        // Best first; ties by the simple rule's preference, then by position (deterministic).
+        // Only the head is sorted: recombination rarely skips more than a few.
+        let order = |a: &(f64, usize, usize, usize, f64, u64), b: &(f64, usize, usize, usize, f64, u64)| {
+            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
+        };
+        let head = 4 * beam;
+        if extensions.len() > head {
+            extensions.select_nth_unstable_by(head, order);
+            extensions[..head].sort_unstable_by(order);
+        } else {
+            extensions.sort_unstable_by(order);
+        }
+        // Keep the best `beam` states that differ in what is to come (recombination: of two
+        // assignments that leave every parent in the same place, the worse can never win).
+        seen.clear();
+        let mut kept = Vec::with_capacity(beam);
+        for e in 0..extensions.len() {
+            if kept.len() >= beam {
+                break;
+            }
+            if e == head {
+                // Recombination skipped many: order the rest too.
+                extensions[head..].sort_unstable_by(order);
+            }
+            let (_, rank, si, p, new_prefix, new_frontier) = extensions[e];
+            let old = &states[si];
+            let signature = old.signature ^ signature_part(p, old.frontiers[p]) ^ signature_part(p, new_frontier);
+            if !seen.insert(signature) {
+                continue;
+            }
+            let mut n = old.clone();
+            n.settled += new_prefix - n.prefix[p];
+            n.prefix[p] = new_prefix;
+            n.frontiers[p] = new_frontier;
+            n.signature = signature;
+            n.choice.push(p);
+            n.previous.push(n.last_of[p]);
+            n.last_of[p] = i as u32 + 1;
+            n.rank = rank;
+            for &f in &final_after[i] {
+                calls_of(f, &parents[f].fixed, children, &n, &[], &mut scratch);
+                n.settled += unsettled(&parents[f], models[f], &scratch, None);
+            }
+            kept.push(n);
+        }
+        states = kept;
     }
-    // Every sequence is complete now: rank the kept assignments by their whole score.
-    let mut finals: Vec<(f64, usize, usize)> = states
+    // Every parent's calls are final now: each state's score is whole.
+    let best = states
         .iter()
-        .enumerate()
-        .map(|(si, s)| {
-            let ending: f64 = parents
-                .iter()
-                .enumerate()
-                .map(|(p, slot)| {
-                    calls_of(p, &slot.fixed, children, &s.choice, &[], &mut scratch);
-                    unsettled(slot, models[p], &scratch, None)
-                })
-                .sum();
-            (s.settled + ending, s.rank, si)
-        })
-        .collect();
-    finals.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let (best_total, _, best) = finals[0];
-    let best = &states[best];
+        .reduce(|a, b| if b.settled > a.settled || (b.settled == a.settled && b.rank < a.rank) { b } else { a })
+        .expect("the beam keeps at least one state");
+    let best_total = best.settled;
     (0..children.len())
         .map(|i| {
             let chosen = best.choice[i];
-            let alternative = finals
-                .iter()
-                .filter(|(_, _, si)| states[*si].choice[i] != chosen)
-                .map(|(total, _, _)| *total)
-                .fold(f64::NEG_INFINITY, f64::max);
+            let alternative =
+                states.iter().filter(|s| s.choice[i] != chosen).map(|s| s.settled).fold(f64::NEG_INFINITY, f64::max);
             let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best_total).exp()) } else { 1.0 };
             (chosen, confidence)
         })
@@ -519,6 +676,18 @@ mod tests {
         let got = beam_assign(&[a, b], &children, 8);
         assert_eq!(got[0].0, 1);
         assert!(got[0].1 <= 0.5 + 1e-9);
+    }
+
+    #[test]
+    fn cached_logarithms_match() {
+        assert!((LN_ALPHA_SEQ - ALPHA_SEQ.ln()).abs() < 1e-12);
+        assert!((LN_ALPHA_SEQ_KINDS - (ALPHA_SEQ * KINDS).ln()).abs() < 1e-12);
+        let t = trained();
+        let (with, without) = (f64::from(t.with_children), f64::from(t.without_children));
+        assert!((t.ln_makes_calls(true) - ((with + 1.0) / (with + without + 2.0)).ln()).abs() < 1e-12);
+        let first = (f64::from(t.first_kind.count(&tokens(&[iv(0, 1)]).next().unwrap())) + ALPHA_SEQ)
+            / (with + ALPHA_SEQ * KINDS);
+        assert!((t.ln_first_kind(tokens(&[iv(0, 1)]).next().unwrap()) - first.ln()).abs() < 1e-12);
     }
 
     #[test]

@@ -22,8 +22,13 @@ const SETTLED_EXAMPLES: u32 = 100;
 const QUIET_FLOWS: u64 = 50_000;
 
 /// Reads the input to learn each agent's call timing (discarding the requests), for a
-/// second engine to start from. `None` when no parent needed timing to be decided.
-fn learning_pass(mut reader: DumpReader, config: &EngineConfig, normalize: &NormalizeConfig) -> Option<TimingModel> {
+/// second engine to start from; with the number of flows read. `None` when no parent needed
+/// timing to be decided.
+fn learning_pass(
+    mut reader: DumpReader,
+    config: &EngineConfig,
+    normalize: &NormalizeConfig,
+) -> Option<(TimingModel, u64)> {
     let mut engine = Engine::new(config.clone(), normalize.clone());
     let mut flows: u64 = 0;
     let mut stopped_early = false;
@@ -50,7 +55,7 @@ fn learning_pass(mut reader: DumpReader, config: &EngineConfig, normalize: &Norm
         engine.finish();
         engine.drain().for_each(drop);
     }
-    (engine.stats().joint_decisions > 0).then(|| engine.timing_model())
+    (engine.stats().joint_decisions > 0).then(|| (engine.timing_model(), flows))
 }
 
 /// What the text format shows besides the aggregates.
@@ -63,6 +68,8 @@ pub struct Summary {
     pub top_duration: TopK,
     pub top_context: TopK,
     pub files: Vec<String>,
+    /// Flows the learning pass read, when its statistics were used.
+    pub learning_flows: Option<u64>,
 }
 
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
@@ -95,9 +102,10 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         if rereadable && !args.single_pass { learning_pass(open_input()?.0, &config, &normalize) } else { None };
     let (mut reader, files) = open_input()?;
     let mut engine = Engine::new(config, normalize);
-    if let Some(model) = learned {
+    let learning_flows = learned.map(|(model, flows)| {
         engine.set_timing_model(model);
-    }
+        flows
+    });
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
 
@@ -110,6 +118,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         top_duration: TopK::new(args.top),
         top_context: TopK::new(args.top),
         files,
+        learning_flows,
     };
     let mut ordered = StartOrder::default();
     let mut first_request = true;

@@ -39,6 +39,17 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         s.engine.orphan_responses,
         s.engine.unanswered_calls
     )?;
+    if s.engine.joint_decisions > 0 {
+        let learning = match s.learning_flows {
+            Some(n) => format!("statistics learned first from {n} flows"),
+            None => "no learning pass".to_string(),
+        };
+        writeln!(
+            out,
+            "parents decided from timing: {} calls ({} before their agent's statistics were learned; {learning})",
+            s.engine.joint_decisions, s.engine.unlearned_decisions
+        )?;
+    }
     let total: u64 = s.by_correlation.iter().sum();
     writeln!(
         out,

@@ -74,16 +74,16 @@ fn propagated_ids_and_serial_requests_reconstruct_exactly() {
 }
 
 /// Nothing propagated and about four requests in flight: calls are all found; parents and
-/// grouping stay above the floors measured when the joint inference landed (a regression
-/// guard, below the targets — see the ignored test).
+/// grouping stay above the floors measured when the joint inference last changed (a
+/// regression guard; the targets are held by the two tests below).
 #[test]
 fn overlapping_untraced_requests_stay_above_measured_floors() {
     let dir = tempfile::tempdir().unwrap();
     for (scenario, parent_floor, exact_floor) in [
-        ("support-desk", 0.88, 0.75),
-        ("research-swarm", 0.93, 0.85),
-        ("code-review", 0.95, 0.85),
-        ("job-spawner", 0.96, 0.88),
+        ("support-desk", 0.93, 0.85),
+        ("research-swarm", 0.96, 0.85),
+        ("code-review", 0.97, 0.85),
+        ("job-spawner", 0.98, 0.88),
     ] {
         let r = score(dir.path(), scenario, "none", "4", "60");
         let what = format!("{scenario}: {r}");
@@ -94,13 +94,26 @@ fn overlapping_untraced_requests_stay_above_measured_floors() {
     }
 }
 
-/// The target for overlapping requests with nothing propagated. Not met yet: the
-/// timing inference learns too little from the few unambiguous calls at this concurrency.
+/// The target for overlapping requests with nothing propagated (98 % of parents,
+/// 90 % of requests exact), met where a pod's overlapping calls come from different requests.
+#[test]
+fn overlapping_untraced_requests_meet_the_target_across_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    for scenario in ["code-review", "job-spawner"] {
+        let r = score(dir.path(), scenario, "none", "4", "200");
+        assert!(f(&r, "parent_accuracy") >= 0.98, "{scenario}: {r}");
+        assert!(f(&r, "exact_request_rate") >= 0.90, "{scenario}: {r}");
+    }
+}
+
+/// The same target where one pod also serves several calls of one request at once (workers
+/// of one fan-out landing on the same pod). Not met yet: those parents are as ambiguous as
+/// with trace context (96–97 % there too); see the README's accuracy table.
 #[test]
 #[ignore = "target not met yet: see the README's accuracy table for the measured figures"]
 fn overlapping_untraced_requests_meet_the_target() {
     let dir = tempfile::tempdir().unwrap();
-    for scenario in SCENARIOS {
+    for scenario in ["support-desk", "research-swarm"] {
         let r = score(dir.path(), scenario, "none", "4", "200");
         assert!(f(&r, "parent_accuracy") >= 0.98, "{scenario}: {r}");
         assert!(f(&r, "exact_request_rate") >= 0.90, "{scenario}: {r}");
