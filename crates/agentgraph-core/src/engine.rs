@@ -136,6 +136,14 @@ fn place(p: &Peer) -> Option<Place> {
     if !p.info.pod.is_empty() { Some(Place::Pod(p.info.pod.clone())) } else { p.ip.map(Place::Addr) }
 }
 
+/// Whether `p` is at `place` (`place(p) == Some(place)`, without building a `Place`).
+fn at_place(p: &Peer, place: &Place) -> bool {
+    match place {
+        Place::Pod(pod) => !p.info.pod.is_empty() && (Arc::ptr_eq(pod, &p.info.pod) || **pod == *p.info.pod),
+        Place::Addr(ip) => p.info.pod.is_empty() && p.ip == Some(*ip),
+    }
+}
+
 /// One proxy's record of a call: egress (client side, slot 0) or ingress (server side, slot 1).
 #[derive(Clone, Debug, Default)]
 struct Observation {
@@ -165,6 +173,7 @@ struct Call {
     method: Arc<str>,
     path: Arc<str>,
     url_key: u64,
+    /// Key of `Engine::twins` this call is listed under (its exchange and missing side).
     dedup_key: u64,
     request_id: Option<Arc<str>>,
     trace_id: Option<u128>,
@@ -273,6 +282,9 @@ pub struct Engine {
     inbound: HashMap<Place, Vec<CallId>>,
     /// Length of each pod's `inbound` list at which it is next pruned (amortized O(1) per call).
     prune_at: HashMap<Place, usize>,
+    /// Held calls each pod serves: its `inbound` list goes when the last is emitted (emitted
+    /// calls otherwise leave the list only in batches).
+    inbound_held: HashMap<Place, usize>,
     expiries: BinaryHeap<Reverse<(Nanos, CallId)>>,
     group_checks: BinaryHeap<Reverse<(Nanos, GroupId)>>,
     /// Groups in creation order, for forced emission when full.
@@ -314,6 +326,7 @@ impl Engine {
             twins: HashMap::new(),
             inbound: HashMap::new(),
             prune_at: HashMap::new(),
+            inbound_held: HashMap::new(),
             expiries: BinaryHeap::new(),
             group_checks: BinaryHeap::new(),
             group_order: VecDeque::new(),
@@ -534,10 +547,16 @@ impl Engine {
         ))
     }
 
+    /// Key of the calls with `dedup_key` still missing the copy of proxy side `slot`: a record
+    /// looks only among calls it can complete (with one proxy side recorded, none).
+    fn twin_key(dedup_key: u64, missing_slot: usize) -> u64 {
+        dedup_key ^ (missing_slot as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
     /// The other copy of this exchange, recorded by the proxy on the other side.
     fn find_twin(&self, r: &HttpRecord, key: u64, slot: usize) -> Option<CallId> {
         let other = 1 - slot;
-        let ids = self.twins.get(&key)?;
+        let ids = self.twins.get(&Self::twin_key(key, slot))?;
         // The twin is among the newest calls with this key (copies are milliseconds apart).
         ids.iter()
             .rev()
@@ -581,7 +600,7 @@ impl Engine {
         }
         self.make_room();
         let id = self.new_call(&r, key, slot);
-        let in_flight = self.in_flight_at(&r.client, r.time);
+        let in_flight = self.in_flight_at(id, r.time);
         // The calls in flight on the client's pod may be this call's parent: their request waits
         // until this call is decided, even if they answer first (a client that gave up).
         self.claim(&in_flight, 1);
@@ -739,6 +758,7 @@ impl Engine {
     }
 
     fn new_call(&mut self, r: &HttpRecord, dedup_key: u64, slot: usize) -> CallId {
+        let dedup_key = Self::twin_key(dedup_key, 1 - slot);
         let id = self.next_call;
         self.next_call += 1;
         let group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
@@ -776,6 +796,7 @@ impl Engine {
             contested: false,
         };
         if let Some(p) = place(&call.server) {
+            *self.inbound_held.entry(p.clone()).or_default() += 1;
             self.inbound.entry(p).or_default().push(id);
         }
         self.twins.entry(dedup_key).or_default().push(id);
@@ -873,10 +894,45 @@ impl Engine {
         self.group_checks.push(Reverse((time + self.config.linger, group)));
     }
 
-    /// The calls `client`'s pod is serving at `time` (or finished within the clock tolerance).
-    fn in_flight_at(&self, client: &Peer, time: Nanos) -> Vec<CallId> {
-        let Some(p) = place(client) else { return Vec::new() };
+    /// The calls of `call`'s own request, when it carries a trace or request id and the request
+    /// is not too large to search whole.
+    fn own_request_calls(&self, call: &Call) -> Option<&[CallId]> {
+        if call.trace_id.is_none() && call.request_id.is_none() {
+            return None;
+        }
+        let group = self.groups.get(&call.group)?;
+        (group.calls.len() <= 4 * MAX_CANDIDATES).then_some(&group.calls[..])
+    }
+
+    /// The calls call `id`'s client pod is serving at `time` (or finished within the clock
+    /// tolerance): those sharing its trace or request id when there are any (one of them will
+    /// be its parent), else all of them, newest first.
+    fn in_flight_at(&self, id: CallId, time: Nanos) -> Vec<CallId> {
+        let Some(call) = self.calls.get(&id) else { return Vec::new() };
+        let Some(p) = place(&call.client) else { return Vec::new() };
         let horizon = time.saturating_sub(self.config.clock_skew);
+        if let Some(own) = self.own_request_calls(call) {
+            let sharing: Vec<CallId> = own
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&c| c != id)
+                .filter(|c| {
+                    self.calls.get(c).is_some_and(|c| {
+                        at_place(&c.server, &p)
+                            && c.closed_at.is_none_or(|t| t >= horizon)
+                            && ((c.trace_id.is_some() && c.trace_id == call.trace_id)
+                                || (call.trace_id.is_none()
+                                    && c.request_id.is_some()
+                                    && c.request_id == call.request_id))
+                    })
+                })
+                .take(IN_FLIGHT_KEPT)
+                .collect();
+            if !sharing.is_empty() {
+                return sharing;
+            }
+        }
         self.inbound
             .get(&p)
             .map(|list| {
@@ -910,6 +966,10 @@ impl Engine {
             }
         }
         let call = &self.calls[&id];
+        // A call carrying a trace or request id almost always has its parent among the calls of
+        // its own request served by its pod: look there first, and scan everything the pod
+        // serves only when that finds nothing (candidates sharing an id outrank all others).
+        let own_request = if call.unanswered { None } else { self.own_request_calls(call) };
         let inbound: &[CallId] = if call.unanswered {
             &call.in_flight_at_start
         } else {
@@ -923,8 +983,32 @@ impl Engine {
         // An unanswered child need only have started while its parent was in flight.
         let child_end = if call.unanswered { child_start } else { child_end.unwrap_or(child_start) };
         let mut best: Vec<(u8, Nanos, CallId)> = Vec::new();
+        let sharing_an_id: Vec<CallId> = own_request
+            .map(|own| {
+                own.iter()
+                    .copied()
+                    .filter(|pid| self.calls.get(pid).is_some_and(|p| at_place(&p.server, &client_place)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut searched_own_request = !sharing_an_id.is_empty();
         // Latest-started first; a pod with a pile of calls is searched only among its newest.
-        for &pid in inbound.iter().rev().take(4 * MAX_CANDIDATES) {
+        let mut scan: Box<dyn Iterator<Item = &CallId>> = if searched_own_request {
+            Box::new(sharing_an_id.iter())
+        } else {
+            Box::new(inbound.iter().rev().take(4 * MAX_CANDIDATES))
+        };
+        loop {
+            let Some(&pid) = scan.next() else {
+                // Nothing sharing an id found among the own request's calls: search them all.
+                if searched_own_request && !best.iter().any(|(tier, _, _)| *tier > 0) {
+                    searched_own_request = false;
+                    best.clear();
+                    scan = Box::new(inbound.iter().rev().take(4 * MAX_CANDIDATES));
+                    continue;
+                }
+                break;
+            };
             if pid == id {
                 continue;
             }
@@ -961,6 +1045,7 @@ impl Engine {
             };
             best.push((tier, p_start, pid));
         }
+        drop(scan);
         let Some(&(top_tier, _, _)) = best.iter().max_by_key(|(t, s, pid)| (*t, *s, Reverse(*pid))) else { return };
         let equals: Vec<&(u8, Nanos, CallId)> = best.iter().filter(|(t, _, _)| *t == top_tier).collect();
         let mut ranked: Vec<(Nanos, CallId)> = equals.iter().map(|&&(_, start, pid)| (start, pid)).collect();
@@ -1360,19 +1445,22 @@ impl Engine {
                 }
             }
             if let Some(p) = place(&c.server) {
-                // Emitted calls leave their pod's list in amortized batches, not one by one.
-                let due = self.prune_at.get(&p).copied().unwrap_or(MAX_CANDIDATES);
-                if let Some(list) = self.inbound.get_mut(&p) {
-                    if list.len() < due {
-                        list.retain(|c| c != id);
-                    } else {
+                // Emitted calls leave their pod's list in amortized batches, not one by one (a
+                // busy pod's list is long), and all at once with the pod's last held call.
+                let held = self.inbound_held.get_mut(&p).map(|n| {
+                    *n = n.saturating_sub(1);
+                    *n
+                });
+                if held.is_none_or(|n| n == 0) {
+                    self.inbound_held.remove(&p);
+                    self.inbound.remove(&p);
+                    self.prune_at.remove(&p);
+                } else if let Some(list) = self.inbound.get_mut(&p) {
+                    let due = self.prune_at.get(&p).copied().unwrap_or(MAX_CANDIDATES);
+                    if list.len() >= due {
                         let calls = &self.calls;
-                        list.retain(|c| c != id && calls.contains_key(c));
+                        list.retain(|c| calls.contains_key(c));
                         self.prune_at.insert(p.clone(), (2 * list.len()).max(MAX_CANDIDATES));
-                    }
-                    if list.is_empty() {
-                        self.inbound.remove(&p);
-                        self.prune_at.remove(&p);
                     }
                 }
             }

@@ -120,6 +120,17 @@ fn overlapping_untraced_requests_meet_the_target() {
     }
 }
 
+/// A busy agent: hundreds of requests in flight on each orchestrator pod. Every call still
+/// finds its parent among the calls sharing its request id, however many others the pod serves.
+#[test]
+fn busy_pods_still_group_requests_by_id_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = score(dir.path(), "support-desk", "request_id", "300", "600");
+    assert_eq!(f(&r, "call_recall"), 1.0, "{r}");
+    assert_eq!(f(&r, "exact_request_rate"), 1.0, "{r}");
+    assert_eq!(f(&r, "root_accuracy"), 1.0, "{r}");
+}
+
 #[test]
 fn same_seed_same_flows_and_per_node_files_add_up() {
     let dir = tempfile::tempdir().unwrap();
