@@ -125,6 +125,44 @@ impl TimingModel {
 }
 type GroupId = u64;
 
+/// Calls listed under one key (a pod's incoming calls, an exchange still missing a copy),
+/// oldest first. Emitted calls leave in batches, when the list has doubled since it was last
+/// pruned (a busy pod's list is long: removing one by one would cost its length each time),
+/// and the whole list goes with the last call it holds.
+#[derive(Debug, Default)]
+struct CallList {
+    ids: Vec<CallId>,
+    /// Listed calls not yet emitted.
+    held: usize,
+    /// Length at which the list is next pruned.
+    prune_at: usize,
+}
+
+impl CallList {
+    fn push(&mut self, id: CallId) {
+        self.ids.push(id);
+        self.held += 1;
+    }
+
+    /// Keeps the calls `keep` accepts, if the list is due for pruning.
+    fn prune(&mut self, keep: impl FnMut(&CallId) -> bool) {
+        if self.ids.len() >= self.prune_at.max(MAX_CANDIDATES) {
+            self.ids.retain(keep);
+            self.prune_at = 2 * self.ids.len();
+        }
+    }
+
+    /// One listed call was emitted (it is no longer in `calls`); true when the list is done.
+    fn release(&mut self, calls: &HashMap<CallId, Call>) -> bool {
+        self.held = self.held.saturating_sub(1);
+        if self.held == 0 {
+            return true;
+        }
+        self.prune(|c| calls.contains_key(c));
+        false
+    }
+}
+
 /// Where a call's server runs: its pod, or its address when it has none.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Place {
@@ -278,13 +316,10 @@ pub struct Engine {
     by_trace: HashMap<u128, GroupId>,
     by_request_id: HashMap<Arc<str>, GroupId>,
     pending: HashMap<ConnKey, VecDeque<(CallId, usize)>>,
-    twins: HashMap<u64, Vec<CallId>>,
-    inbound: HashMap<Place, Vec<CallId>>,
-    /// Length of each pod's `inbound` list at which it is next pruned (amortized O(1) per call).
-    prune_at: HashMap<Place, usize>,
-    /// Held calls each pod serves: its `inbound` list goes when the last is emitted (emitted
-    /// calls otherwise leave the list only in batches).
-    inbound_held: HashMap<Place, usize>,
+    /// Calls still missing one proxy side's copy, by exchange and missing side.
+    twins: HashMap<u64, CallList>,
+    /// Calls each pod serves.
+    inbound: HashMap<Place, CallList>,
     expiries: BinaryHeap<Reverse<(Nanos, CallId)>>,
     group_checks: BinaryHeap<Reverse<(Nanos, GroupId)>>,
     /// Groups in creation order, for forced emission when full.
@@ -325,8 +360,6 @@ impl Engine {
             pending: HashMap::new(),
             twins: HashMap::new(),
             inbound: HashMap::new(),
-            prune_at: HashMap::new(),
-            inbound_held: HashMap::new(),
             expiries: BinaryHeap::new(),
             group_checks: BinaryHeap::new(),
             group_order: VecDeque::new(),
@@ -556,7 +589,7 @@ impl Engine {
     /// The other copy of this exchange, recorded by the proxy on the other side.
     fn find_twin(&self, r: &HttpRecord, key: u64, slot: usize) -> Option<CallId> {
         let other = 1 - slot;
-        let ids = self.twins.get(&Self::twin_key(key, slot))?;
+        let ids = &self.twins.get(&Self::twin_key(key, slot))?.ids;
         // The twin is among the newest calls with this key (copies are milliseconds apart).
         ids.iter()
             .rev()
@@ -796,7 +829,6 @@ impl Engine {
             contested: false,
         };
         if let Some(p) = place(&call.server) {
-            *self.inbound_held.entry(p.clone()).or_default() += 1;
             self.inbound.entry(p).or_default().push(id);
         }
         self.twins.entry(dedup_key).or_default().push(id);
@@ -936,7 +968,7 @@ impl Engine {
         self.inbound
             .get(&p)
             .map(|list| {
-                list.iter()
+                list.ids.iter()
                     .rev()
                     .copied()
                     .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)))
@@ -958,12 +990,8 @@ impl Engine {
         let margin = 2 * self.config.clock_skew + self.config.dedup_window;
         let horizon = self.now.saturating_sub(margin);
         if let Some(list) = self.inbound.get_mut(&client_place) {
-            let due = self.prune_at.get(&client_place).copied().unwrap_or(MAX_CANDIDATES);
-            if list.len() >= due {
-                let calls = &self.calls;
-                list.retain(|c| calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)));
-                self.prune_at.insert(client_place.clone(), (2 * list.len()).max(MAX_CANDIDATES));
-            }
+            let calls = &self.calls;
+            list.prune(|c| calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)));
         }
         let call = &self.calls[&id];
         // A call carrying a trace or request id almost always has its parent among the calls of
@@ -974,7 +1002,7 @@ impl Engine {
             &call.in_flight_at_start
         } else {
             match self.inbound.get(&client_place) {
-                Some(list) => list,
+                Some(list) => &list.ids,
                 None => return,
             }
         };
@@ -1444,35 +1472,16 @@ impl Engine {
                     remove_pending(&mut self.pending, conn, *id);
                 }
             }
-            if let Some(p) = place(&c.server) {
-                // Emitted calls leave their pod's list in amortized batches, not one by one (a
-                // busy pod's list is long), and all at once with the pod's last held call.
-                let held = self.inbound_held.get_mut(&p).map(|n| {
-                    *n = n.saturating_sub(1);
-                    *n
-                });
-                if held.is_none_or(|n| n == 0) {
-                    self.inbound_held.remove(&p);
-                    self.inbound.remove(&p);
-                    self.prune_at.remove(&p);
-                } else if let Some(list) = self.inbound.get_mut(&p) {
-                    let due = self.prune_at.get(&p).copied().unwrap_or(MAX_CANDIDATES);
-                    if list.len() >= due {
-                        let calls = &self.calls;
-                        list.retain(|c| calls.contains_key(c));
-                        self.prune_at.insert(p.clone(), (2 * list.len()).max(MAX_CANDIDATES));
-                    }
-                }
+            if let Some(p) = place(&c.server)
+                && let Some(list) = self.inbound.get_mut(&p)
+                && list.release(&self.calls)
+            {
+                self.inbound.remove(&p);
             }
-            if let Some(list) = self.twins.get_mut(&c.dedup_key) {
-                // Long lists (a pile of open calls on one key) are pruned in amortized batches.
-                if list.len() < 2 * MAX_CANDIDATES || list.len() % MAX_CANDIDATES == 0 {
-                    let calls = &self.calls;
-                    list.retain(|x| x != id && calls.contains_key(x));
-                }
-                if list.is_empty() {
-                    self.twins.remove(&c.dedup_key);
-                }
+            if let Some(list) = self.twins.get_mut(&c.dedup_key)
+                && list.release(&self.calls)
+            {
+                self.twins.remove(&c.dedup_key);
             }
         }
         // A call whose request was not seen started before its earliest child, or at the latest
