@@ -69,13 +69,23 @@ impl ReadStats {
     }
 }
 
+/// One input, read in large chunks into its own buffer: lines are decoded where they lie,
+/// without being copied out first.
 struct Source {
     name: String,
     reader: Box<dyn BufRead + Send>,
+    /// Bytes read and not yet consumed are `buf[pos..end]`; the current line `buf[line_at]`.
     buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    line_at: std::ops::Range<usize>,
+    eof: bool,
     line: u64,
     done: bool,
 }
+
+/// Bytes read from an input at a time (and the buffer's starting size).
+const READ_CHUNK: usize = 256 << 10;
 
 /// Opens a dump file (`-` is stdin), detecting gzip and zstd compression by magic bytes.
 pub fn open(path: &str) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
@@ -103,46 +113,74 @@ pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn BufRead + S
 }
 
 impl Source {
-    /// Reads the next line into `buf` (without its line ending). Returns `Ok(false)` at the end.
-    /// A line over [`MAX_LINE_BYTES`] is consumed and reported as `Err(len)`.
+    fn new(name: String, reader: Box<dyn BufRead + Send>) -> Self {
+        Source { name, reader, buf: vec![0; READ_CHUNK], pos: 0, end: 0, line_at: 0..0, eof: false, line: 0, done: false }
+    }
+
+    /// The current line, without its line ending.
+    fn current(&self) -> &[u8] {
+        &self.buf[self.line_at.clone()]
+    }
+
+    /// Moves to the next line. Returns `Ok(false)` at the end. A line over [`MAX_LINE_BYTES`]
+    /// is consumed and reported as `Err(len)`.
     fn next_line(&mut self) -> io::Result<Result<bool, usize>> {
-        self.buf.clear();
         let mut too_long = 0usize;
         loop {
-            let chunk = match self.reader.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if chunk.is_empty() {
-                if self.buf.is_empty() && too_long == 0 {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
+                let (start, stop) = (self.pos, self.pos + i);
+                self.pos = stop + 1;
+                self.line += 1;
+                if too_long > 0 {
+                    return Ok(Err(too_long + i + 1));
+                }
+                self.set_line(start, stop);
+                return Ok(Ok(true));
+            }
+            if self.eof {
+                if self.pos == self.end && too_long == 0 {
                     return Ok(Ok(false));
                 }
-                break;
+                let (start, stop) = (self.pos, self.end);
+                self.pos = self.end;
+                self.line += 1;
+                if too_long > 0 {
+                    return Ok(Err(too_long + stop - start));
+                }
+                self.set_line(start, stop);
+                return Ok(Ok(true));
             }
-            let (take, found) = match memchr::memchr(b'\n', chunk) {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
+            if too_long > 0 || self.end - self.pos > MAX_LINE_BYTES {
+                // Not kept: only its length is counted.
+                too_long += self.end - self.pos;
+                self.pos = self.end;
+            }
+            // Keep the unfinished line, and read more after it.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+            if self.end + READ_CHUNK > self.buf.len() {
+                self.buf.resize(self.end + READ_CHUNK, 0);
+            }
+            let n = loop {
+                match self.reader.read(&mut self.buf[self.end..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
             };
-            if too_long > 0 || self.buf.len() + take > MAX_LINE_BYTES {
-                too_long += take;
-                self.buf.clear();
-            } else {
-                self.buf.extend_from_slice(&chunk[..take]);
+            if n == 0 {
+                self.eof = true;
             }
-            self.reader.consume(take);
-            if found {
-                break;
-            }
+            self.end += n;
         }
-        self.line += 1;
-        if too_long > 0 {
-            return Ok(Err(too_long));
+    }
+
+    fn set_line(&mut self, start: usize, mut stop: usize) {
+        while stop > start && matches!(self.buf[stop - 1], b'\r') {
+            stop -= 1;
         }
-        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-            self.buf.pop();
-        }
-        Ok(Ok(true))
+        self.line_at = start..stop;
     }
 }
 
@@ -160,7 +198,7 @@ impl DumpReader {
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
             let (name, reader) = open(p)?;
-            sources.push(Source { name, reader, buf: Vec::with_capacity(8192), line: 0, done: false });
+            sources.push(Source::new(name, reader));
         }
         Ok(DumpReader { sources, stats: ReadStats::default() })
     }
@@ -169,7 +207,7 @@ impl DumpReader {
     pub fn from_readers(readers: Vec<(String, Box<dyn BufRead + Send>)>) -> Self {
         let sources = readers
             .into_iter()
-            .map(|(name, reader)| Source { name, reader, buf: Vec::new(), line: 0, done: false })
+            .map(|(name, reader)| Source::new(name, reader))
             .collect();
         DumpReader { sources, stats: ReadStats::default() }
     }
@@ -215,8 +253,8 @@ impl DumpReader {
         }
         while let Some(Reverse((_, i))) = heap.pop() {
             let src = &self.sources[i];
-            if let Ok(ev) = decode_line(&src.buf) {
-                pass(&ev, &src.buf);
+            if let Ok(ev) = decode_line(src.current()) {
+                pass(&ev, src.current());
             }
             if !go.get() {
                 return;
@@ -278,11 +316,12 @@ impl DumpReader {
                 }
                 Ok(Ok(true)) => {
                     stats.lines += 1;
-                    stats.bytes += src.buf.len() as u64 + 1;
-                    if src.buf.iter().all(u8::is_ascii_whitespace) {
+                    let line = &src.buf[src.line_at.clone()];
+                    stats.bytes += line.len() as u64 + 1;
+                    if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    match decode_line(&src.buf) {
+                    match decode_line(line) {
                         Err(e) => stats.decode_error(&src.name, src.line, &e),
                         Ok(ev) => {
                             match &ev {
@@ -294,7 +333,7 @@ impl DumpReader {
                                 Event::NodeStatus { .. } => stats.node_status += 1,
                                 Event::Other { .. } => stats.other_events += 1,
                             }
-                            match f(&ev, &src.buf) {
+                            match f(&ev, line) {
                                 Step::Continue => {}
                                 Step::Hold => return true,
                             }
@@ -363,6 +402,43 @@ mod tests {
             assert_eq!(n, 2, "{}", p.display());
             assert!(r.stats().read_errors.is_empty());
         }
+    }
+
+    /// A reader handing out a few bytes per call, so lines straddle every read boundary.
+    struct Trickle(io::Cursor<Vec<u8>>);
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(7);
+            self.0.read(&mut out[..n])
+        }
+    }
+
+    #[test]
+    fn lines_survive_read_boundaries_crlf_and_a_missing_final_newline() {
+        let text = [line("2026-01-01T00:00:01Z", 1), line("2026-01-01T00:00:02Z", 1), line("2026-01-01T00:00:03Z", 1)]
+            .join("\r\n");
+        let src = io::BufReader::new(Trickle(io::Cursor::new(text.into_bytes())));
+        let mut r = DumpReader::from_readers(vec![("t".to_string(), Box::new(src))]);
+        let mut lines = Vec::new();
+        r.run(|_, raw| lines.push(raw.to_vec()));
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.starts_with(b"{") && l.ends_with(b"}")));
+        assert_eq!((r.stats().lines, r.stats().skipped), (3, 0));
+    }
+
+    #[test]
+    fn an_overlong_line_is_counted_and_skipped_and_the_next_one_read() {
+        let long = io::repeat(b'x').take(MAX_LINE_BYTES as u64 + 10);
+        let rest = io::Cursor::new(format!("\n{}\n", line("2026-01-01T00:00:01Z", 1)).into_bytes());
+        let src = io::BufReader::new(long.chain(rest));
+        let mut r = DumpReader::from_readers(vec![("t".to_string(), Box::new(src))]);
+        let mut flows = 0;
+        r.run(|_, _| flows += 1);
+        assert_eq!(flows, 1);
+        let s = r.stats();
+        assert_eq!((s.lines, s.skipped), (2, 1));
+        assert_eq!(s.skip_examples[0].kind, "too_long");
+        assert_eq!(s.skip_examples[0].line, 1);
     }
 
     #[test]
