@@ -968,7 +968,8 @@ impl Engine {
         self.inbound
             .get(&p)
             .map(|list| {
-                list.ids.iter()
+                list.ids
+                    .iter()
                     .rev()
                     .copied()
                     .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)))

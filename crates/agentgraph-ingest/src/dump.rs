@@ -114,7 +114,17 @@ pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn BufRead + S
 
 impl Source {
     fn new(name: String, reader: Box<dyn BufRead + Send>) -> Self {
-        Source { name, reader, buf: vec![0; READ_CHUNK], pos: 0, end: 0, line_at: 0..0, eof: false, line: 0, done: false }
+        Source {
+            name,
+            reader,
+            buf: vec![0; READ_CHUNK],
+            pos: 0,
+            end: 0,
+            line_at: 0..0,
+            eof: false,
+            line: 0,
+            done: false,
+        }
     }
 
     /// The current line, without its line ending.
@@ -205,10 +215,7 @@ impl DumpReader {
 
     /// Reads from already-open readers (tests, in-memory dumps).
     pub fn from_readers(readers: Vec<(String, Box<dyn BufRead + Send>)>) -> Self {
-        let sources = readers
-            .into_iter()
-            .map(|(name, reader)| Source::new(name, reader))
-            .collect();
+        let sources = readers.into_iter().map(|(name, reader)| Source::new(name, reader)).collect();
         DumpReader { sources, stats: ReadStats::default() }
     }
 
