@@ -298,13 +298,61 @@ impl Ord for Buffered {
     }
 }
 
+/// A min-queue of timed entries (the reorder buffer, timers). Most entries arrive in order,
+/// and those wait in a plain queue (O(1)); only the ones that arrive out of order go through a
+/// heap. Entries come out smallest first, as from a heap.
+struct TimeQueue<T: Ord> {
+    in_order: VecDeque<T>,
+    out_of_order: BinaryHeap<Reverse<T>>,
+}
+
+impl<T: Ord> Default for TimeQueue<T> {
+    fn default() -> Self {
+        TimeQueue { in_order: VecDeque::new(), out_of_order: BinaryHeap::new() }
+    }
+}
+
+impl<T: Ord> TimeQueue<T> {
+    fn push(&mut self, entry: T) {
+        if self.in_order.back().is_none_or(|last| *last <= entry) {
+            self.in_order.push_back(entry);
+        } else {
+            self.out_of_order.push(Reverse(entry));
+        }
+    }
+
+    fn peek(&self) -> Option<&T> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(Reverse(b))) => Some(if a <= b { a } else { b }),
+            (a, b) => a.or(b.map(|Reverse(b)| b)),
+        }
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        let from_queue = match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(Reverse(b))) => a <= b,
+            (a, _) => a.is_some(),
+        };
+        if from_queue { self.in_order.pop_front() } else { self.out_of_order.pop().map(|Reverse(b)| b) }
+    }
+
+    fn len(&self) -> usize {
+        self.in_order.len() + self.out_of_order.len()
+    }
+
+    fn clear(&mut self) {
+        self.in_order.clear();
+        self.out_of_order.clear();
+    }
+}
+
 /// The engine. Feed it records with [`Engine::push`], collect completed requests with
 /// [`Engine::drain`], and call [`Engine::finish`] at the end of input.
 pub struct Engine {
     config: EngineConfig,
     normalizer: Normalizer,
     stats: EngineStats,
-    buffer: BinaryHeap<Reverse<Buffered>>,
+    buffer: TimeQueue<Buffered>,
     seq: u64,
     newest: Nanos,
     /// Event time up to which records have been processed.
@@ -320,8 +368,8 @@ pub struct Engine {
     twins: HashMap<u64, CallList>,
     /// Calls each pod serves.
     inbound: HashMap<Place, CallList>,
-    expiries: BinaryHeap<Reverse<(Nanos, CallId)>>,
-    group_checks: BinaryHeap<Reverse<(Nanos, GroupId)>>,
+    expiries: TimeQueue<(Nanos, CallId)>,
+    group_checks: TimeQueue<(Nanos, GroupId)>,
     /// Groups in creation order, for forced emission when full.
     group_order: VecDeque<GroupId>,
     /// Groups by the start of their earliest call, for start-ordered output.
@@ -329,7 +377,7 @@ pub struct Engine {
     out: Vec<RequestGraph>,
     /// Calls awaiting a joint parent decision, by the pod that made them.
     pending_children: HashMap<Place, Vec<CallId>>,
-    resolve_checks: BinaryHeap<Reverse<(Nanos, Place)>>,
+    resolve_checks: TimeQueue<(Nanos, Place)>,
     /// Timing statistics learned from unambiguous parents, by (agent, path).
     timing: HashMap<(Arc<str>, Arc<str>), EdgeTiming>,
     /// Timing statistics of all agents together, used for an agent not yet known well.
@@ -347,7 +395,7 @@ impl Engine {
             config,
             normalizer: Normalizer::new(normalize),
             stats: EngineStats::default(),
-            buffer: BinaryHeap::new(),
+            buffer: TimeQueue::default(),
             seq: 0,
             newest: Nanos::MIN,
             now: Nanos::MIN,
@@ -360,13 +408,13 @@ impl Engine {
             pending: HashMap::new(),
             twins: HashMap::new(),
             inbound: HashMap::new(),
-            expiries: BinaryHeap::new(),
-            group_checks: BinaryHeap::new(),
+            expiries: TimeQueue::default(),
+            group_checks: TimeQueue::default(),
             group_order: VecDeque::new(),
             group_starts: std::collections::BTreeSet::new(),
             out: Vec::new(),
             pending_children: HashMap::new(),
-            resolve_checks: BinaryHeap::new(),
+            resolve_checks: TimeQueue::default(),
             timing: HashMap::new(),
             global_timing: EdgeTiming::default(),
             joint_parents: Default::default(),
@@ -421,7 +469,7 @@ impl Engine {
     /// can emit completed requests in start order.
     pub fn oldest_open_start(&self) -> Option<Nanos> {
         let group = self.group_starts.first().map(|(t, _)| *t);
-        let buffered = self.buffer.peek().map(|Reverse(b)| b.time);
+        let buffered = self.buffer.peek().map(|b| b.time);
         match (group, buffered) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -446,9 +494,9 @@ impl Engine {
         }
         self.newest = self.newest.max(time);
         self.seq += 1;
-        self.buffer.push(Reverse(Buffered { time, tiebreak: record.tiebreak, seq: self.seq, record }));
+        self.buffer.push(Buffered { time, tiebreak: record.tiebreak, seq: self.seq, record });
         let horizon = self.newest.saturating_sub(self.config.reorder_window);
-        while let Some(Reverse(top)) = self.buffer.peek() {
+        while let Some(top) = self.buffer.peek() {
             let overflow = self.buffer.len() > self.config.max_buffered_records;
             if top.time > horizon && !overflow {
                 break;
@@ -456,7 +504,7 @@ impl Engine {
             if overflow {
                 self.stats.reorder_overflow += 1;
             }
-            let Reverse(b) = self.buffer.pop().expect("peeked");
+            let b = self.buffer.pop().expect("peeked");
             self.advance(b.time);
             self.process(b.record);
         }
@@ -467,8 +515,8 @@ impl Engine {
     pub fn advance_watermark(&mut self, time: Nanos) {
         self.newest = self.newest.max(time);
         let horizon = self.newest.saturating_sub(self.config.reorder_window);
-        while self.buffer.peek().is_some_and(|Reverse(b)| b.time <= horizon) {
-            let Reverse(b) = self.buffer.pop().expect("peeked");
+        while self.buffer.peek().is_some_and(|b| b.time <= horizon) {
+            let b = self.buffer.pop().expect("peeked");
             self.advance(b.time);
             self.process(b.record);
         }
@@ -478,7 +526,7 @@ impl Engine {
     /// End of input: processes everything buffered, closes unanswered calls and emits every
     /// request.
     pub fn finish(&mut self) {
-        while let Some(Reverse(b)) = self.buffer.pop() {
+        while let Some(b) = self.buffer.pop() {
             self.advance(b.time);
             self.process(b.record);
         }
@@ -515,27 +563,27 @@ impl Engine {
             return;
         }
         loop {
-            if let Some(Reverse((t, _))) = self.resolve_checks.peek()
+            if let Some((t, _)) = self.resolve_checks.peek()
                 && *t <= time
-                && self.expiries.peek().is_none_or(|Reverse((e, _))| *t <= *e)
+                && self.expiries.peek().is_none_or(|(e, _)| *t <= *e)
             {
-                let Reverse((t, place)) = self.resolve_checks.pop().expect("peeked");
+                let (t, place) = self.resolve_checks.pop().expect("peeked");
                 self.now = self.now.max(t);
                 self.resolve(&place, false);
                 continue;
             }
-            let next_expiry = self.expiries.peek().map(|Reverse((t, _))| *t);
-            let next_check = self.group_checks.peek().map(|Reverse((t, _))| *t);
+            let next_expiry = self.expiries.peek().map(|(t, _)| *t);
+            let next_check = self.group_checks.peek().map(|(t, _)| *t);
             match (next_expiry, next_check) {
                 (Some(e), c) if e <= time && c.is_none_or(|c| e <= c) => {
-                    let Reverse((t, id)) = self.expiries.pop().expect("peeked");
+                    let (t, id) = self.expiries.pop().expect("peeked");
                     self.now = self.now.max(t);
                     if self.calls.get(&id).is_some_and(|c| c.closed_at.is_none()) {
                         self.close(id, t, true);
                     }
                 }
                 (_, Some(c)) if c <= time => {
-                    let Reverse((t, g)) = self.group_checks.pop().expect("peeked");
+                    let (t, g) = self.group_checks.pop().expect("peeked");
                     self.now = self.now.max(t);
                     self.check_group(g);
                 }
@@ -641,7 +689,7 @@ impl Engine {
         call.in_flight_at_start = in_flight;
         call.obs[slot].pending_on = Some(conn.clone());
         self.pending.entry(conn).or_default().push_back((id, slot));
-        self.expiries.push(Reverse((r.time + self.config.response_timeout, id)));
+        self.expiries.push((r.time + self.config.response_timeout, id));
     }
 
     fn on_response(&mut self, r: HttpRecord) {
@@ -921,9 +969,9 @@ impl Engine {
         if let Some(p) = place(&call.server)
             && self.pending_children.contains_key(&p)
         {
-            self.resolve_checks.push(Reverse((time + self.resolve_margin(), p)));
+            self.resolve_checks.push((time + self.resolve_margin(), p));
         }
-        self.group_checks.push(Reverse((time + self.config.linger, group)));
+        self.group_checks.push((time + self.config.linger, group));
     }
 
     /// The calls of `call`'s own request, when it carries a trace or request id and the request
@@ -1100,7 +1148,7 @@ impl Engine {
             group.awaiting += 1;
         }
         self.pending_children.entry(client_place.clone()).or_default().push(id);
-        self.resolve_checks.push(Reverse((self.now + self.resolve_margin(), client_place)));
+        self.resolve_checks.push((self.now + self.resolve_margin(), client_place));
     }
 
     /// Adds (or with -1 releases) a claim on the requests of `calls`: they are not emitted while
@@ -1112,7 +1160,7 @@ impl Engine {
                 group.claims = group.claims.saturating_add_signed(delta);
                 // The last claim gone: the request may be complete.
                 if delta < 0 && group.claims == 0 {
-                    self.group_checks.push(Reverse((self.now, g)));
+                    self.group_checks.push((self.now, g));
                 }
             }
         }
@@ -1338,7 +1386,7 @@ impl Engine {
         for g in touched {
             if let Some(group) = self.groups.get(&g) {
                 let due = group.last_activity + self.config.linger;
-                self.group_checks.push(Reverse((due.max(self.now), g)));
+                self.group_checks.push((due.max(self.now), g));
             }
         }
     }
@@ -1372,7 +1420,7 @@ impl Engine {
         }
         dst.trace_ids.extend(src.trace_ids);
         dst.request_ids.extend(src.request_ids);
-        self.group_checks.push(Reverse((dst.last_activity + self.config.linger, into)));
+        self.group_checks.push((dst.last_activity + self.config.linger, into));
     }
 
     fn check_group(&mut self, g: GroupId) {
@@ -1382,7 +1430,7 @@ impl Engine {
         }
         let due = group.last_activity + self.config.linger;
         if due > self.now {
-            self.group_checks.push(Reverse((due, g)));
+            self.group_checks.push((due, g));
             return;
         }
         self.emit(g);
