@@ -1672,3 +1672,26 @@ fn synthesized_id(root: &CallRecord) -> String {
     let b = hash_pair(b"agentgraph-b", text.as_bytes());
     format!("{a:016x}{b:016x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_queue_gives_entries_smallest_first_however_they_arrive() {
+        // In order, a late one, a run, duplicates, then interleaved pops and pushes.
+        let mut q = TimeQueue::default();
+        for v in [1, 2, 5, 3, 6, 6, 4, 0, 9] {
+            q.push(v);
+        }
+        assert_eq!(q.len(), 9);
+        let mut out = vec![q.pop().unwrap(), q.pop().unwrap()];
+        q.push(1);
+        q.push(10);
+        while let Some(v) = q.pop() {
+            out.push(v);
+        }
+        assert_eq!(out, [0, 1, 1, 2, 3, 4, 5, 6, 6, 9, 10]);
+        assert!(q.peek().is_none());
+    }
+}
