@@ -1,5 +1,6 @@
 //! Decode + assemble throughput: Hubble JSON lines through the decoder, the normalizer and the
-//! engine to completed request graphs (bytes per second of input).
+//! engine to completed request graphs (bytes per second of input): real dumps, the demo, and a
+//! simulated dump where nothing is propagated and requests overlap (the joint search's load).
 
 use agentgraph_core::{Engine, EngineConfig, NormalizeConfig};
 use agentgraph_proto::{Event, decode_line};
@@ -17,6 +18,30 @@ fn lines(path: &str) -> Vec<Vec<u8>> {
         raw
     };
     raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
+}
+
+/// A simulated dump with nothing propagated and about four requests in flight.
+fn simulated(scenario: &str, requests: usize) -> Vec<Vec<u8>> {
+    use agentgraph_sim::{CorrelationMode, Scenario, SimOptions, Simulator};
+    let scenario = Scenario::load(scenario).expect("built-in scenario");
+    let opts = SimOptions {
+        requests: Some(requests),
+        correlation: Some(CorrelationMode::None),
+        concurrency: Some(4.0),
+        seed: 7,
+        ..SimOptions::default()
+    };
+    let mut out = Vec::new();
+    Simulator::new(&scenario, opts)
+        .run(
+            |_, line| {
+                out.push(line.as_bytes().to_vec());
+                Ok(())
+            },
+            |_| Ok(()),
+        )
+        .expect("simulates");
+    out
 }
 
 fn run(data: &[Vec<u8>]) -> usize {
@@ -46,6 +71,10 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(name, |b| b.iter(|| run(&data)));
     }
+    let data = simulated("research-swarm", 60);
+    let bytes: usize = data.iter().map(|l| l.len() + 1).sum();
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("research_swarm_untraced_overlapping_60", |b| b.iter(|| run(&data)));
     group.finish();
 }
 
