@@ -95,12 +95,12 @@ impl Histogram {
         self.ln_counts[bin(v)] - self.ln_total
     }
 
-    /// Smoothed `ln P(X ≥ v)` for `v ≥ 0`: the bins above `v`'s, and half of its own.
-    pub fn ln_survival(&self, v: Nanos) -> f64 {
+    /// Smoothed `P(X ≥ v)` for `v ≥ 0`: the bins above `v`'s, and half of its own.
+    pub fn survival(&self, v: Nanos) -> f64 {
         let b = bin(v.max(0));
         let above: u32 = self.counts[b + 1..MAG_BINS].iter().sum();
         let mass = f64::from(above) + ALPHA * (MAG_BINS - b - 1) as f64 + 0.5 * (f64::from(self.counts[b]) + ALPHA);
-        mass.ln() - self.ln_total
+        mass / (f64::from(self.total) + ALPHA * BINS as f64)
     }
 
     pub fn total(&self) -> u32 {
@@ -225,7 +225,7 @@ impl EdgeTiming {
     /// without that every assignment scores the same (the simple rule's order then decides).
     pub fn score(&self, parent: Span, children: &[Span], fallback: &EdgeTiming) -> f64 {
         let model = Model::of(self, fallback);
-        model.prefix(parent, children) + model.completion(parent, children)
+        model.prefix(parent, children) + model.completion(parent, Tail::of(children))
     }
 
     /// Whether calls of `kind` have been seen made several at once (always, for an agent not
@@ -247,6 +247,18 @@ impl EdgeTiming {
             (true, _) => self.ln_with,
             (false, _) => self.ln_without,
         }
+    }
+
+    /// `P(makes calls)` or `P(makes none)`.
+    fn makes_calls(&self, calls: bool) -> f64 {
+        let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
+        (if calls { with } else { without } + 1.0) / (with + without + 2.0)
+    }
+
+    /// `P(kind b follows kind a)` (see `ln_step`).
+    fn step(&self, a: u64, b: u64) -> f64 {
+        (f64::from(self.transitions.count(&(a, b))) + ALPHA_SEQ)
+            / (f64::from(self.from_kind.count(&a)) + ALPHA_SEQ * KINDS)
     }
 
     /// `ln P(kind b follows kind a)` in the call-sequence model (`b = END`: a is the last call).
@@ -313,14 +325,13 @@ impl<'a> Model<'a> {
 
     /// How the sequence ends: the time from the last call to the answer and that no call
     /// follows it, or that the parent made no calls at all.
-    fn completion(self, parent: Span, children: &[Span]) -> f64 {
-        match (self, children.last()) {
+    fn completion(self, parent: Span, calls: Tail) -> f64 {
+        match (self, calls.last_token) {
             (Model::Uninformed, _) | (Model::Pooled(_), None) => 0.0,
             (Model::Own(t), None) => t.ln_makes_calls(false),
             (Model::Own(t) | Model::Pooled(t), Some(last)) => {
-                let max_end = children.iter().map(|c| c.end).max().unwrap_or(last.end);
-                let shape = if let Model::Own(t) = self { t.ln_step(last_token(children), END) } else { 0.0 };
-                t.last_to_end.log_p(parent.end - max_end) + shape
+                let shape = if let Model::Own(t) = self { t.ln_step(last, END) } else { 0.0 };
+                t.last_to_end.log_p(parent.end - calls.max_end) + shape
             }
         }
     }
@@ -328,25 +339,41 @@ impl<'a> Model<'a> {
     /// What is known at time `now` about a parent still running then, given the calls it made
     /// before `now`: nothing came for `now − start` (no calls yet) or for `now − end of its
     /// calls` (all finished), so the first call, the next one or the answer is still due.
-    fn waiting(self, parent: Span, children: &[Span], now: Nanos) -> f64 {
+    fn waiting(self, parent: Span, calls: Tail, now: Nanos) -> f64 {
         let t = match self {
             Model::Uninformed => return 0.0,
             Model::Own(t) | Model::Pooled(t) => t,
         };
-        let Some(last) = children.last() else {
+        let Some(last) = calls.last_token else {
             let Model::Own(t) = self else { return 0.0 };
-            let first_due = t.first_offset.ln_survival(now - parent.start).exp();
-            return (t.ln_makes_calls(false).exp() + t.ln_makes_calls(true).exp() * first_due).ln();
+            let first_due = t.first_offset.survival(now - parent.start);
+            return (t.makes_calls(false) + t.makes_calls(true) * first_due).ln();
         };
-        let max_end = children.iter().map(|c| c.end).max().unwrap_or(last.end);
-        if max_end >= now {
+        if calls.max_end >= now {
             return 0.0;
         }
-        let ends_here = if let Model::Own(t) = self { t.ln_step(last_token(children), END).exp() } else { 0.5 };
-        let idle = now - max_end;
-        (ends_here * t.last_to_end.ln_survival(idle).exp()
-            + (1.0 - ends_here) * t.sequential_gap.ln_survival(idle).exp())
-        .ln()
+        let ends_here = if let Model::Own(t) = self { t.step(last, END) } else { 0.5 };
+        let idle = now - calls.max_end;
+        (ends_here * t.last_to_end.survival(idle) + (1.0 - ends_here) * t.sequential_gap.survival(idle)).ln()
+    }
+}
+
+/// What scoring a parent's ending or waiting needs of its calls (sorted by start): the last
+/// start, the latest end and the last call's token (`None`: no calls).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Tail {
+    last_start: Nanos,
+    max_end: Nanos,
+    last_token: Option<u64>,
+}
+
+impl Tail {
+    fn of(calls: &[Span]) -> Self {
+        Tail {
+            last_start: calls.last().map_or(Nanos::MIN, |c| c.start),
+            max_end: calls.iter().map(|c| c.end).max().unwrap_or(Nanos::MIN),
+            last_token: tokens(calls).last(),
+        }
     }
 }
 
@@ -426,22 +453,40 @@ impl ChildSlot {
     }
 }
 
-#[derive(Clone)]
+/// One choice on a path of the search: child `child` given to parent `parent`. Paths share
+/// their common beginnings in one arena instead of each state copying its history.
+struct Step {
+    /// The step before on this path (`NONE`: the first).
+    before: u32,
+    /// The previous step on this path that gave a child to the same parent (`NONE`: none).
+    before_same_parent: u32,
+    child: u32,
+    parent: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// What a state knows per parent.
+#[derive(Clone, Copy)]
+struct ParentState {
+    /// The prefix score of its calls so far.
+    prefix: f64,
+    /// A hash of what its calls so far mean for the calls to come (`frontier`).
+    frontier: u64,
+    /// What its ending or waiting is scored from.
+    tail: Tail,
+    /// The last step that gave it a child (`NONE`: none).
+    last: u32,
+}
+
+/// A partial assignment: its last step, its score, and its row of `ParentState`s.
+#[derive(Clone, Copy)]
 struct State {
-    /// The parent chosen for each child so far.
-    choice: Vec<usize>,
-    /// Per child, the previous child given the same parent (index + 1; 0: none).
-    previous: Vec<u32>,
-    /// Per parent, the last child given to it (index + 1; 0: none).
-    last_of: Vec<u32>,
-    /// Per parent, the prefix score of its calls so far.
-    prefix: Vec<f64>,
-    /// Sum of `prefix`.
+    last: u32,
+    /// Sum of the parents' prefix scores, plus the endings of parents whose calls are final.
     settled: f64,
     /// Sum of tie-break ranks (lower = closer to the simple rule).
     rank: usize,
-    /// Per parent, a hash of what its calls so far mean for the calls to come (`frontier`).
-    frontiers: Vec<u64>,
     /// Combined hash of the frontiers: states that agree on it score every continuation the
     /// same, so only the better of them need be kept.
     signature: u64,
@@ -461,17 +506,16 @@ fn signature_part(p: usize, frontier: u64) -> u64 {
     foldhash::fast::FixedState::with_seed(0x7369_676e).hash_one((p, frontier))
 }
 
-/// Fills `out` with parent `p`'s calls in state `s` (plus `extra`), sorted by start: its fixed
-/// calls merged with the children assigned to it, found by walking the state's chain of
-/// children per parent rather than every choice.
-fn calls_of(p: usize, fixed: &[Span], children: &[ChildSlot], s: &State, extra: &[Span], out: &mut Vec<Span>) {
+/// Fills `out` with a parent's calls on the path ending at its step `last` (plus `extra`),
+/// sorted by start: its fixed calls merged with the children given to it.
+fn calls_of(fixed: &[Span], children: &[ChildSlot], steps: &[Step], last: u32, extra: &[Span], out: &mut Vec<Span>) {
     out.clear();
     out.extend_from_slice(fixed);
-    let mut next = s.last_of[p];
-    while next > 0 {
-        let c = next as usize - 1;
-        out.extend_from_slice(&children[c].calls);
-        next = s.previous[c];
+    let mut at = last;
+    while at != NONE {
+        let step = &steps[at as usize];
+        out.extend_from_slice(&children[step.child as usize].calls);
+        at = step.before_same_parent;
     }
     out.extend_from_slice(extra);
     out.sort_unstable_by_key(|iv| (iv.start, iv.end));
@@ -479,13 +523,17 @@ fn calls_of(p: usize, fixed: &[Span], children: &[ChildSlot], s: &State, extra: 
 
 /// The score of parent `p`'s calls that is not settled by the calls themselves, at time `now`
 /// (`None`: after every call): a finished parent's ending, or a running one's waiting.
-fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: &[Span], now: Option<Nanos>) -> f64 {
+fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: Tail, now: Option<Nanos>) -> f64 {
     match now {
         _ if slot.open => 0.0,
         Some(now) if slot.interval.end > now => {
             // A parent with a call starting at or after `now` (one fixed for certain) is not
             // waiting for anything.
-            if calls.last().is_some_and(|c| c.start >= now) { 0.0 } else { model.waiting(slot.interval, calls, now) }
+            if calls.last_token.is_some() && calls.last_start >= now {
+                0.0
+            } else {
+                model.waiting(slot.interval, calls, now)
+            }
         }
         _ => model.completion(slot.interval, calls),
     }
@@ -501,11 +549,12 @@ fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: &[Span], now: Optio
 /// assignment is not favoured for leaving a parent's sequence looking complete too early.
 pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
     let beam = beam.max(1);
+    let width = parents.len();
     let models: Vec<Model<'_>> = parents.iter().map(|slot| Model::of(slot.timing, slot.fallback)).collect();
     let mut scratch: Vec<Span> = Vec::new();
     // After the last child that may be given to it, a parent's calls are final: its ending is
     // scored once, and it drops out of the per-step waiting terms.
-    let mut last_use: Vec<Option<usize>> = vec![None; parents.len()];
+    let mut last_use: Vec<Option<usize>> = vec![None; width];
     for (i, child) in children.iter().enumerate() {
         for &p in &child.candidates {
             last_use[p] = Some(i);
@@ -517,59 +566,68 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             final_after[*i].push(p);
         }
     }
-    let prefix: Vec<f64> = parents.iter().zip(&models).map(|(slot, m)| m.prefix(slot.interval, &slot.fixed)).collect();
+    // Each parent's certain calls, by start.
+    let fixed: Vec<Vec<Span>> = parents
+        .iter()
+        .map(|slot| {
+            let mut calls = slot.fixed.clone();
+            calls.sort_unstable_by_key(|c| (c.start, c.end));
+            calls
+        })
+        .collect();
+    let first_start = children.first().map_or(0, |c| c.start());
+    let mut rows: Vec<ParentState> = (0..width)
+        .map(|p| ParentState {
+            prefix: models[p].prefix(parents[p].interval, &fixed[p]),
+            frontier: frontier(&fixed[p], first_start),
+            tail: Tail::of(&fixed[p]),
+            last: NONE,
+        })
+        .collect();
     // Parents no child can be given are final from the start.
-    let settled = prefix.iter().sum::<f64>()
-        + (0..parents.len())
+    let settled = rows.iter().map(|r| r.prefix).sum::<f64>()
+        + (0..width)
             .filter(|&p| last_use[p].is_none())
-            .map(|p| unsettled(&parents[p], models[p], &parents[p].fixed, None))
+            .map(|p| unsettled(&parents[p], models[p], rows[p].tail, None))
             .sum::<f64>();
-    let frontiers: Vec<u64> =
-        parents.iter().map(|slot| frontier(&slot.fixed, children.first().map_or(0, |c| c.start()))).collect();
-    let signature = frontiers.iter().enumerate().fold(0, |h, (p, f)| h ^ signature_part(p, *f));
-    let mut states = vec![State {
-        choice: Vec::with_capacity(children.len()),
-        previous: Vec::with_capacity(children.len()),
-        last_of: vec![0; parents.len()],
-        prefix,
-        settled,
-        rank: 0,
-        frontiers,
-        signature,
-    }];
-    // Per state, the unsettled score of each parent still in play at the current child's start.
-    let mut waiting: Vec<f64> = vec![0.0; parents.len()];
-    // Candidate extensions are scored first and only the kept ones are materialized, so a
-    // state is cloned at most `beam` times per step.
-    let mut extensions: Vec<(f64, usize, usize, usize, f64, u64)> = Vec::new();
+    let signature = rows.iter().enumerate().fold(0, |h, (p, r)| h ^ signature_part(p, r.frontier));
+    let mut states = vec![State { last: NONE, settled, rank: 0, signature }];
+    let mut steps: Vec<Step> = Vec::new();
+    let mut next_rows: Vec<ParentState> = Vec::new();
+    let mut next_states: Vec<State> = Vec::new();
+    let mut waiting: Vec<f64> = vec![0.0; width];
+    // Candidate extensions are scored first and only the kept ones are materialized.
+    type Extension = (f64, usize, usize, usize, f64, u64, Tail);
+    let mut extensions: Vec<Extension> = Vec::new();
     let mut seen: foldhash::HashSet<u64> = Default::default();
+    let mut in_play: Vec<usize> = Vec::new();
     for (i, child) in children.iter().enumerate() {
         let now = child.start();
-        let in_play: Vec<usize> = (0..parents.len()).filter(|&p| last_use[p].is_some_and(|u| u >= i)).collect();
+        in_play.clear();
+        in_play.extend((0..width).filter(|&p| last_use[p].is_some_and(|u| u >= i)));
         extensions.clear();
         for (si, s) in states.iter().enumerate() {
+            let row = &rows[si * width..(si + 1) * width];
             let mut base = s.settled;
             for &p in &in_play {
-                calls_of(p, &parents[p].fixed, children, s, &[], &mut scratch);
-                waiting[p] = unsettled(&parents[p], models[p], &scratch, Some(now));
+                waiting[p] = unsettled(&parents[p], models[p], row[p].tail, Some(now));
                 base += waiting[p];
             }
             for (rank, &p) in child.candidates.iter().enumerate() {
-                let slot = &parents[p];
-                calls_of(p, &slot.fixed, children, s, &child.calls, &mut scratch);
-                let new_prefix = models[p].prefix(slot.interval, &scratch);
+                calls_of(&fixed[p], children, &steps, row[p].last, &child.calls, &mut scratch);
+                let new_prefix = models[p].prefix(parents[p].interval, &scratch);
                 let new_frontier = frontier(&scratch, child.calls.last().map_or(now, |c| c.start));
                 // The new call starts now: its parent is busy, not waiting.
-                let total = base - waiting[p] + (new_prefix - s.prefix[p]);
-                extensions.push((total, s.rank + rank, si, p, new_prefix, new_frontier));
+                let total = base - waiting[p] + (new_prefix - row[p].prefix);
+                extensions.push((total, s.rank + rank, si, p, new_prefix, new_frontier, Tail::of(&scratch)));
             }
         }
         // Best first; ties by the simple rule's preference, then by position (deterministic).
         // Only the head is sorted: recombination rarely skips more than a few.
-        let order = |a: &(f64, usize, usize, usize, f64, u64), b: &(f64, usize, usize, usize, f64, u64)| {
+        let order = |a: &Extension, b: &Extension| {
             b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
         };
-        let head = 4 * beam;
+        let head = beam + beam / 2;
         if extensions.len() > head {
             extensions.select_nth_unstable_by(head, order);
             extensions[..head].sort_unstable_by(order);
@@ -579,49 +637,72 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
         // Keep the best `beam` states that differ in what is to come (recombination: of two
         // assignments that leave every parent in the same place, the worse can never win).
         seen.clear();
-        let mut kept = Vec::with_capacity(beam);
+        next_states.clear();
+        next_rows.clear();
         for e in 0..extensions.len() {
-            if kept.len() >= beam {
+            if next_states.len() >= beam {
                 break;
             }
             if e == head {
                 // Recombination skipped many: order the rest too.
                 extensions[head..].sort_unstable_by(order);
             }
-            let (_, rank, si, p, new_prefix, new_frontier) = extensions[e];
+            let (_, rank, si, p, new_prefix, new_frontier, new_tail) = extensions[e];
             let old = &states[si];
-            let signature = old.signature ^ signature_part(p, old.frontiers[p]) ^ signature_part(p, new_frontier);
+            let old_row = &rows[si * width..(si + 1) * width];
+            let signature = old.signature ^ signature_part(p, old_row[p].frontier) ^ signature_part(p, new_frontier);
             if !seen.insert(signature) {
                 continue;
             }
-            let mut n = old.clone();
-            n.settled += new_prefix - n.prefix[p];
-            n.prefix[p] = new_prefix;
-            n.frontiers[p] = new_frontier;
-            n.signature = signature;
-            n.choice.push(p);
-            n.previous.push(n.last_of[p]);
-            n.last_of[p] = i as u32 + 1;
-            n.rank = rank;
+            let step = steps.len() as u32;
+            steps.push(Step {
+                before: old.last,
+                before_same_parent: old_row[p].last,
+                child: i as u32,
+                parent: p as u32,
+            });
+            let at = next_rows.len();
+            next_rows.extend_from_slice(old_row);
+            let mut settled = old.settled + (new_prefix - old_row[p].prefix);
+            next_rows[at + p] = ParentState { prefix: new_prefix, frontier: new_frontier, tail: new_tail, last: step };
             for &f in &final_after[i] {
-                calls_of(f, &parents[f].fixed, children, &n, &[], &mut scratch);
-                n.settled += unsettled(&parents[f], models[f], &scratch, None);
+                settled += unsettled(&parents[f], models[f], next_rows[at + f].tail, None);
             }
-            kept.push(n);
+            next_states.push(State { last: step, settled, rank, signature });
         }
-        states = kept;
+        std::mem::swap(&mut states, &mut next_states);
+        std::mem::swap(&mut rows, &mut next_rows);
     }
     // Every parent's calls are final now: each state's score is whole.
-    let best = states
+    let choices: Vec<Vec<usize>> = states
         .iter()
-        .reduce(|a, b| if b.settled > a.settled || (b.settled == a.settled && b.rank < a.rank) { b } else { a })
+        .map(|s| {
+            let mut choice = vec![0; children.len()];
+            let mut at = s.last;
+            while at != NONE {
+                let step = &steps[at as usize];
+                choice[step.child as usize] = step.parent as usize;
+                at = step.before;
+            }
+            choice
+        })
+        .collect();
+    let best = (0..states.len())
+        .reduce(|a, b| {
+            let (sa, sb) = (&states[a], &states[b]);
+            if sb.settled > sa.settled || (sb.settled == sa.settled && sb.rank < sa.rank) { b } else { a }
+        })
         .expect("the beam keeps at least one state");
-    let best_total = best.settled;
+    let best_total = states[best].settled;
     (0..children.len())
         .map(|i| {
-            let chosen = best.choice[i];
-            let alternative =
-                states.iter().filter(|s| s.choice[i] != chosen).map(|s| s.settled).fold(f64::NEG_INFINITY, f64::max);
+            let chosen = choices[best][i];
+            let alternative = states
+                .iter()
+                .zip(&choices)
+                .filter(|(_, c)| c[i] != chosen)
+                .map(|(s, _)| s.settled)
+                .fold(f64::NEG_INFINITY, f64::max);
             let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best_total).exp()) } else { 1.0 };
             (chosen, confidence)
         })
