@@ -1336,6 +1336,9 @@ impl Engine {
         }
         // A child whose candidates were all emitted early stays a root.
         units.retain(|(_, unit)| !unit.candidates.is_empty());
+        for (_, unit) in &mut units {
+            unit.calls.sort_unstable_by_key(|c| (c.start, c.end));
+        }
         let problem: Vec<ChildSlot> = units.iter().map(|(_, unit)| unit.clone()).collect();
         // The joint search is for a pod's handful of overlapping calls; a pile-up (a stuck
         // pod, the end of input) falls back to the simple rule to keep work bounded.

@@ -295,32 +295,35 @@ impl<'a> Model<'a> {
     /// The terms a parent's calls settle as they start: that it makes calls, the first call's
     /// offset and kind, each next call's gap and kind. Everything but how the sequence ends.
     fn prefix(self, parent: Span, children: &[Span]) -> f64 {
+        let mut tail = Tail::default();
+        children.iter().fold(0.0, |s, c| s + tail.push(self, parent, *c))
+    }
+
+    /// The prefix terms one more call settles, after the calls summed up in `tail`.
+    fn next_call(self, parent: Span, tail: &Tail, call: Span, token: u64) -> f64 {
         let t = match self {
             Model::Uninformed => return 0.0,
             Model::Own(t) | Model::Pooled(t) => t,
         };
-        let Some(first) = children.first() else { return 0.0 };
-        let mut s = t.first_offset.log_p(first.start - parent.start);
-        let (np, ns) = (f64::from(t.parallel_gap.total()), f64::from(t.sequential_gap.total()));
-        walk(children, |parallel, gap| {
-            s += if parallel {
-                ((np + 1.0) / (np + ns + 2.0)).ln() + t.parallel_gap.log_p(gap)
-            } else {
-                ((ns + 1.0) / (np + ns + 2.0)).ln() + t.sequential_gap.log_p(gap)
+        let Some(previous) = tail.last_token else {
+            let timing = t.first_offset.log_p(call.start - parent.start);
+            return match self {
+                Model::Own(t) => timing + t.ln_makes_calls(true) + t.ln_first_kind(token),
+                _ => timing,
             };
-        });
-        if let Model::Own(t) = self {
-            s += t.ln_makes_calls(true);
-            let mut previous = None;
-            for token in tokens(children) {
-                s += match previous {
-                    None => t.ln_first_kind(token),
-                    Some(a) => t.ln_step(a, token),
-                };
-                previous = Some(token);
-            }
+        };
+        let (np, ns) = (f64::from(t.parallel_gap.total()), f64::from(t.sequential_gap.total()));
+        // Parallel: it starts while an earlier call still runs (gap from the previous start);
+        // sequential: after all ended (gap from the latest end).
+        let timing = if call.start < tail.max_end {
+            ((np + 1.0) / (np + ns + 2.0)).ln() + t.parallel_gap.log_p(call.start - tail.last_start)
+        } else {
+            ((ns + 1.0) / (np + ns + 2.0)).ln() + t.sequential_gap.log_p(call.start - tail.max_end)
+        };
+        match self {
+            Model::Own(t) => timing + t.ln_step(previous, token),
+            _ => timing,
         }
-        s
     }
 
     /// How the sequence ends: the time from the last call to the answer and that no call
@@ -358,23 +361,68 @@ impl<'a> Model<'a> {
     }
 }
 
-/// What scoring a parent's ending or waiting needs of its calls (sorted by start): the last
-/// start, the latest end and the last call's token (`None`: no calls).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// A parent's calls so far (sorted by start) as far as scoring more of them, their ending or
+/// the wait for them needs: the last start, the latest end, and where the last call stands in
+/// the call sequence (kind, run, position in the run, token; no token: no calls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Tail {
     last_start: Nanos,
     max_end: Nanos,
+    last_kind: u64,
+    run: u64,
+    position: u64,
     last_token: Option<u64>,
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Tail { last_start: Nanos::MIN, max_end: Nanos::MIN, last_kind: 0, run: 0, position: 0, last_token: None }
+    }
 }
 
 impl Tail {
     fn of(calls: &[Span]) -> Self {
-        Tail {
-            last_start: calls.last().map_or(Nanos::MIN, |c| c.start),
-            max_end: calls.iter().map(|c| c.end).max().unwrap_or(Nanos::MIN),
-            last_token: tokens(calls).last(),
+        let mut tail = Tail::default();
+        for c in calls {
+            tail.push(Model::Uninformed, Span { start: 0, end: 0, kind: 0 }, *c);
         }
+        tail
     }
+
+    /// Appends a call (starting no earlier than the last); returns the prefix terms it settles.
+    fn push(&mut self, model: Model<'_>, parent: Span, call: Span) -> f64 {
+        let (run, position) = match self.last_token {
+            None => (0, 0),
+            Some(_) if self.last_kind != call.kind => (self.run + 1, 0),
+            Some(_) => (self.run, self.position + 1),
+        };
+        let token = token(call.kind, run, position);
+        let settled = model.next_call(parent, self, call, token);
+        *self = Tail {
+            last_start: call.start,
+            max_end: if self.last_token.is_some() { self.max_end.max(call.end) } else { call.end },
+            last_kind: call.kind,
+            run,
+            position,
+            last_token: Some(token),
+        };
+        settled
+    }
+
+    /// The hash of what the calls mean for the calls to come.
+    fn frontier(&self) -> u64 {
+        if self.last_token.is_none() {
+            return 0;
+        }
+        foldhash::fast::FixedState::with_seed(0x6672_6f6e).hash_one((self.last_start, self.max_end, self.last_token))
+    }
+}
+
+/// A call's token in its parent's call sequence (see `tokens`).
+fn token(kind: u64, run: u64, position: u64) -> u64 {
+    let step = run.min(MAX_RUN) << 2 | position.min(MAX_RUN_POSITION);
+    // Never END (0).
+    (kind ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
 }
 
 /// Runs of same-kind calls told apart in the call-sequence model (later ones count as the last).
@@ -397,14 +445,8 @@ fn tokens(children: &[Span]) -> impl Iterator<Item = u64> + '_ {
             None => {}
         }
         previous_kind = Some(c.kind);
-        let step = run.min(MAX_RUN) << 2 | position.min(MAX_RUN_POSITION);
-        // Never END (0).
-        (c.kind ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+        token(c.kind, run, position)
     })
-}
-
-fn last_token(children: &[Span]) -> u64 {
-    tokens(children).last().unwrap_or(END)
 }
 
 /// Walks consecutive siblings (sorted by start), reporting for each transition whether it
@@ -492,13 +534,9 @@ struct State {
     signature: u64,
 }
 
-/// A hash of what parent `p`'s calls started up to `upto` mean for scoring later calls: the
-/// last start, the latest end and the last call's token.
+/// A hash of what a parent's calls started up to `upto` mean for scoring later calls.
 fn frontier(calls: &[Span], upto: Nanos) -> u64 {
-    let known = &calls[..calls.partition_point(|c| c.start <= upto)];
-    let Some(last) = known.last() else { return 0 };
-    let max_end = known.iter().map(|c| c.end).max().unwrap_or(last.end);
-    foldhash::fast::FixedState::with_seed(0x6672_6f6e).hash_one((last.start, max_end, last_token(known)))
+    Tail::of(&calls[..calls.partition_point(|c| c.start <= upto)]).frontier()
 }
 
 /// One parent's part of a state's signature.
@@ -614,12 +652,23 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
                 base += waiting[p];
             }
             for (rank, &p) in child.candidates.iter().enumerate() {
-                calls_of(&fixed[p], children, &steps, row[p].last, &child.calls, &mut scratch);
-                let new_prefix = models[p].prefix(parents[p].interval, &scratch);
-                let new_frontier = frontier(&scratch, child.calls.last().map_or(now, |c| c.start));
+                let (new_prefix, new_frontier, new_tail) = if row[p].tail.last_start < now {
+                    // The new calls come after all of the parent's: score just them.
+                    let mut tail = row[p].tail;
+                    let prefix = child
+                        .calls
+                        .iter()
+                        .fold(row[p].prefix, |s, c| s + tail.push(models[p], parents[p].interval, *c));
+                    (prefix, tail.frontier(), tail)
+                } else {
+                    // A certain call starts later: score the whole merged sequence.
+                    calls_of(&fixed[p], children, &steps, row[p].last, &child.calls, &mut scratch);
+                    let prefix = models[p].prefix(parents[p].interval, &scratch);
+                    (prefix, frontier(&scratch, child.calls.last().map_or(now, |c| c.start)), Tail::of(&scratch))
+                };
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
-                extensions.push((total, s.rank + rank, si, p, new_prefix, new_frontier, Tail::of(&scratch)));
+                extensions.push((total, s.rank + rank, si, p, new_prefix, new_frontier, new_tail));
             }
         }
         // Best first; ties by the simple rule's preference, then by position (deterministic).
