@@ -33,9 +33,9 @@ const MAX_JOINT_CHILDREN: usize = 256;
 /// candidate parents to become decidable, before the decidable ones are settled alone.
 const JOINT_HOLD: Nanos = 30 * SEC;
 /// Beam width of the joint search: `BEAM_WORK / (calls × candidate parents)`, within bounds.
-const BEAM_WORK: usize = 1 << 19;
+const BEAM_WORK: usize = 1 << 20;
 const MIN_BEAM: usize = 128;
-const MAX_BEAM: usize = 2048;
+const MAX_BEAM: usize = 4096;
 /// Calls of one kind started this close together (one after another, each while an earlier
 /// one still runs) are one fan-out: `asyncio.gather` and its kin launch them within a
 /// millisecond or two.
