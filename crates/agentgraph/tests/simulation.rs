@@ -80,10 +80,10 @@ fn propagated_ids_and_serial_requests_reconstruct_exactly() {
 fn overlapping_untraced_requests_stay_above_measured_floors() {
     let dir = tempfile::tempdir().unwrap();
     for (scenario, parent_floor, exact_floor) in [
-        ("support-desk", 0.93, 0.85),
-        ("research-swarm", 0.96, 0.85),
-        ("code-review", 0.97, 0.85),
-        ("job-spawner", 0.98, 0.88),
+        ("support-desk", 0.93, 0.88),
+        ("research-swarm", 0.97, 0.87),
+        ("code-review", 0.98, 0.92),
+        ("job-spawner", 0.98, 0.95),
     ] {
         let r = score(dir.path(), scenario, "none", "4", "60");
         let what = format!("{scenario}: {r}");
