@@ -174,14 +174,6 @@ fn place(p: &Peer) -> Option<Place> {
     if !p.info.pod.is_empty() { Some(Place::Pod(p.info.pod.clone())) } else { p.ip.map(Place::Addr) }
 }
 
-/// Whether `p` is at `place` (`place(p) == Some(place)`, without building a `Place`).
-fn at_place(p: &Peer, place: &Place) -> bool {
-    match place {
-        Place::Pod(pod) => !p.info.pod.is_empty() && (Arc::ptr_eq(pod, &p.info.pod) || **pod == *p.info.pod),
-        Place::Addr(ip) => p.info.pod.is_empty() && p.ip == Some(*ip),
-    }
-}
-
 /// One proxy's record of a call: egress (client side, slot 0) or ingress (server side, slot 1).
 #[derive(Clone, Debug, Default)]
 struct Observation {
@@ -260,6 +252,9 @@ impl Call {
 #[derive(Debug)]
 struct Group {
     calls: Vec<CallId>,
+    /// Where each of `calls` is served (same order): a pod's calls of this request are found
+    /// without looking each call up.
+    servers: Vec<Option<Place>>,
     open: usize,
     last_activity: Nanos,
     created: Nanos,
@@ -876,7 +871,8 @@ impl Engine {
             inferred: false,
             contested: false,
         };
-        if let Some(p) = place(&call.server) {
+        let server = place(&call.server);
+        if let Some(p) = server.clone() {
             self.inbound.entry(p).or_default().push(id);
         }
         self.twins.entry(dedup_key).or_default().push(id);
@@ -884,6 +880,7 @@ impl Engine {
         let start = if r.is_response { r.time - r.latency_ns as Nanos } else { r.time };
         let g = self.groups.get_mut(&group).expect("group exists");
         g.calls.push(id);
+        g.servers.push(server);
         g.open += 1;
         g.last_activity = g.last_activity.max(r.time);
         if start < g.first_start {
@@ -911,6 +908,7 @@ impl Engine {
         self.next_group += 1;
         let mut group = Group {
             calls: Vec::new(),
+            servers: Vec::new(),
             open: 0,
             last_activity: time,
             created: time,
@@ -974,14 +972,20 @@ impl Engine {
         self.group_checks.push((time + self.config.linger, group));
     }
 
-    /// The calls of `call`'s own request, when it carries a trace or request id and the request
-    /// is not too large to search whole.
-    fn own_request_calls(&self, call: &Call) -> Option<&[CallId]> {
+    /// The calls of `call`'s own request served at `at`, when it carries a trace or request id
+    /// and the request is not too large to search whole.
+    fn own_request_calls_at<'s>(
+        &'s self,
+        call: &Call,
+        at: &'s Place,
+    ) -> Option<impl DoubleEndedIterator<Item = CallId> + 's> {
         if call.trace_id.is_none() && call.request_id.is_none() {
             return None;
         }
         let group = self.groups.get(&call.group)?;
-        (group.calls.len() <= 4 * MAX_CANDIDATES).then_some(&group.calls[..])
+        (group.calls.len() <= 4 * MAX_CANDIDATES).then(|| {
+            group.calls.iter().zip(&group.servers).filter(move |(_, p)| p.as_ref() == Some(at)).map(|(c, _)| *c)
+        })
     }
 
     /// The calls call `id`'s client pod is serving at `time` (or finished within the clock
@@ -991,16 +995,13 @@ impl Engine {
         let Some(call) = self.calls.get(&id) else { return Vec::new() };
         let Some(p) = place(&call.client) else { return Vec::new() };
         let horizon = time.saturating_sub(self.config.clock_skew);
-        if let Some(own) = self.own_request_calls(call) {
+        if let Some(own) = self.own_request_calls_at(call, &p) {
             let sharing: Vec<CallId> = own
-                .iter()
                 .rev()
-                .copied()
                 .filter(|&c| c != id)
                 .filter(|c| {
                     self.calls.get(c).is_some_and(|c| {
-                        at_place(&c.server, &p)
-                            && c.closed_at.is_none_or(|t| t >= horizon)
+                        c.closed_at.is_none_or(|t| t >= horizon)
                             && ((c.trace_id.is_some() && c.trace_id == call.trace_id)
                                 || (call.trace_id.is_none()
                                     && c.request_id.is_some()
@@ -1046,7 +1047,11 @@ impl Engine {
         // A call carrying a trace or request id almost always has its parent among the calls of
         // its own request served by its pod: look there first, and scan everything the pod
         // serves only when that finds nothing (candidates sharing an id outrank all others).
-        let own_request = if call.unanswered { None } else { self.own_request_calls(call) };
+        let sharing_an_id: Vec<CallId> = if call.unanswered {
+            Vec::new()
+        } else {
+            self.own_request_calls_at(call, &client_place).map(Iterator::collect).unwrap_or_default()
+        };
         let inbound: &[CallId] = if call.unanswered {
             &call.in_flight_at_start
         } else {
@@ -1060,14 +1065,6 @@ impl Engine {
         // An unanswered child need only have started while its parent was in flight.
         let child_end = if call.unanswered { child_start } else { child_end.unwrap_or(child_start) };
         let mut best: Vec<(u8, Nanos, CallId)> = Vec::new();
-        let sharing_an_id: Vec<CallId> = own_request
-            .map(|own| {
-                own.iter()
-                    .copied()
-                    .filter(|pid| self.calls.get(pid).is_some_and(|p| at_place(&p.server, &client_place)))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut searched_own_request = !sharing_an_id.is_empty();
         // Latest-started first; a pod with a pile of calls is searched only among its newest.
         let mut scan: Box<dyn Iterator<Item = &CallId>> = if searched_own_request {
@@ -1411,6 +1408,7 @@ impl Engine {
         }
         let dst = self.groups.get_mut(&into).expect("merge target exists");
         dst.calls.extend(src.calls);
+        dst.servers.extend(src.servers);
         dst.open += src.open;
         dst.claims += src.claims;
         dst.awaiting += src.awaiting;
