@@ -1,8 +1,10 @@
 //! Timing inference for calls whose parent the flows cannot name: statistics learned per
 //! (agent, path) from unambiguous parents — whether a call makes calls at all, the offset of its
-//! first call, the gaps between consecutive calls (negative when they run in parallel), the
-//! time from the last call to its answer — and a beam search that assigns a pod's ambiguous
-//! outgoing calls to its overlapping incoming calls jointly, scored by those statistics.
+//! first call, the gaps between consecutive calls (start-to-start when they run in parallel,
+//! end-to-start in sequence), the time from the last call to its answer, and the order of the
+//! kinds of calls — and a beam search that assigns a pod's ambiguous outgoing calls (single
+//! calls and whole fan-outs) to its overlapping incoming calls jointly, scored by those
+//! statistics.
 
 use std::hash::BuildHasher;
 
