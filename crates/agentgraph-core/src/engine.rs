@@ -16,7 +16,7 @@ use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
 use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, Span, beam_assign};
 use crate::names::AgentNamer;
 use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
-use agentgraph_proto::FlowView;
+use agentgraph_proto::{Event, FlowView};
 
 const MS: Nanos = 1_000_000;
 /// A pod serving more calls at once than this: only the latest-started are parent candidates,
@@ -477,6 +477,17 @@ impl Engine {
             Normalized::Http(record) => self.push(record),
             Normalized::Ignored => self.advance_watermark(flow.time_ns),
         }
+    }
+
+    /// Adds one decoded event of a dump: a flow, or a lost-events marker (its time lets event
+    /// time advance). Returns whether the event meant anything to the engine.
+    pub fn push_event(&mut self, event: &Event<'_>) -> bool {
+        match event {
+            Event::Flow(flow) => self.push_flow(flow),
+            Event::LostEvents { time_ns: Some(t), .. } => self.advance_watermark(*t),
+            _ => return false,
+        }
+        true
     }
 
     /// Adds one record.
@@ -1064,39 +1075,22 @@ impl Engine {
         let Some(child_start) = child_start else { return };
         // An unanswered child need only have started while its parent was in flight.
         let child_end = if call.unanswered { child_start } else { child_end.unwrap_or(child_start) };
-        let mut best: Vec<(u8, Nanos, CallId)> = Vec::new();
-        let mut searched_own_request = !sharing_an_id.is_empty();
-        // Latest-started first; a pod with a pile of calls is searched only among its newest.
-        let mut scan: Box<dyn Iterator<Item = &CallId>> = if searched_own_request {
-            Box::new(sharing_an_id.iter())
-        } else {
-            Box::new(inbound.iter().rev().take(4 * MAX_CANDIDATES))
-        };
-        loop {
-            let Some(&pid) = scan.next() else {
-                // Nothing sharing an id found among the own request's calls: search them all.
-                if searched_own_request && !best.iter().any(|(tier, _, _)| *tier > 0) {
-                    searched_own_request = false;
-                    best.clear();
-                    scan = Box::new(inbound.iter().rev().take(4 * MAX_CANDIDATES));
-                    continue;
-                }
-                break;
-            };
+        // A candidate parent: its preference tier, start and id (`None`: it cannot be).
+        let candidate = |pid: CallId| -> Option<(u8, Nanos, CallId)> {
             if pid == id {
-                continue;
+                return None;
             }
-            let Some(p) = self.calls.get(&pid) else { continue };
+            let p = self.calls.get(&pid)?;
             if let (Some(a), Some(b)) = (p.trace_id, call.trace_id)
                 && a != b
             {
-                continue;
+                return None;
             }
             let (parent_node, p_start, p_end) = p.served_view();
-            let Some(p_start) = p_start else { continue };
+            let p_start = p_start?;
             let tol = if parent_node.is_some() && parent_node == child_node { 0 } else { self.config.clock_skew };
             if p_start > child_start + tol {
-                continue;
+                return None;
             }
             let p_end = match (p.closed_at, p.unanswered) {
                 (None, _) => None,
@@ -1104,11 +1098,11 @@ impl Engine {
                 (Some(at), false) => Some(p_end.unwrap_or(at)),
             };
             if p_end.is_some_and(|e| e + tol < child_end) {
-                continue;
+                return None;
             }
             // Checked last: it walks up the parent chain.
             if is_ancestor_or_self(&self.calls, id, pid) {
-                continue;
+                return None;
             }
             let tier = if p.trace_id.is_some() && p.trace_id == call.trace_id {
                 2
@@ -1117,9 +1111,14 @@ impl Engine {
             } else {
                 0
             };
-            best.push((tier, p_start, pid));
+            Some((tier, p_start, pid))
+        };
+        let mut best: Vec<(u8, Nanos, CallId)> = sharing_an_id.iter().filter_map(|&pid| candidate(pid)).collect();
+        if !best.iter().any(|(tier, _, _)| *tier > 0) {
+            // Nothing sharing an id among the own request's calls: search all the pod serves,
+            // latest-started first; a pod with a pile of calls is searched only among its newest.
+            best = inbound.iter().rev().take(4 * MAX_CANDIDATES).filter_map(|&pid| candidate(pid)).collect();
         }
-        drop(scan);
         let Some(&(top_tier, _, _)) = best.iter().max_by_key(|(t, s, pid)| (*t, *s, Reverse(*pid))) else { return };
         let equals: Vec<&(u8, Nanos, CallId)> = best.iter().filter(|(t, _, _)| *t == top_tier).collect();
         let mut ranked: Vec<(Nanos, CallId)> = equals.iter().map(|&&(_, start, pid)| (start, pid)).collect();
@@ -1336,7 +1335,7 @@ impl Engine {
         for (_, unit) in &mut units {
             unit.calls.sort_unstable_by_key(|c| (c.start, c.end));
         }
-        let problem: Vec<ChildSlot> = units.iter().map(|(_, unit)| unit.clone()).collect();
+        let (members, problem): (Vec<Vec<usize>>, Vec<ChildSlot>) = units.into_iter().unzip();
         // The joint search is for a pod's handful of overlapping calls; a pile-up (a stuck
         // pod, the end of input) falls back to the simple rule to keep work bounded.
         let assignment = if problem.len() <= MAX_JOINT_CHILDREN && slots.len() <= MAX_CANDIDATES {
@@ -1348,20 +1347,20 @@ impl Engine {
             problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
         };
         let mut unlearned = 0;
-        for ((members, unit), _) in units.iter().zip(&assignment) {
+        for (calls, unit) in members.iter().zip(&problem) {
             if unit.candidates.iter().any(|&p| !slots[p].timing.is_informed()) {
-                unlearned += members.len() as u64;
+                unlearned += calls.len() as u64;
             }
         }
         drop(slots);
-        self.stats.joint_decisions += units.iter().map(|(members, _)| members.len() as u64).sum::<u64>();
+        self.stats.joint_decisions += members.iter().map(|calls| calls.len() as u64).sum::<u64>();
         self.stats.unlearned_decisions += unlearned;
         if self.joint_parents.len() < 10_000 {
             self.joint_parents.extend(joint_parents);
         }
         let mut touched = Vec::new();
-        for ((members, _), (p, confidence)) in units.iter().zip(assignment) {
-            for &i in members {
+        for (calls, (p, confidence)) in members.iter().zip(assignment) {
+            for &i in calls {
                 let child = children[i].0;
                 let parent = parent_ids[p];
                 // A clear-cut joint decision teaches like a certain one; a close call does not, and

@@ -191,16 +191,23 @@ impl EdgeTiming {
             return;
         }
         self.first_offset.add(children[0].start - parent.start);
-        let max_end = walk(
-            children,
-            |parallel, gap| {
-                if parallel { self.parallel_gap.add(gap) } else { self.sequential_gap.add(gap) }
-            },
-        );
-        self.last_to_end.add(parent.end - max_end);
+        // The same steps as scoring takes (`Tail`): gaps and tokens by one definition.
+        let mut tail = Tail::default();
+        let mut tokens = Vec::with_capacity(children.len());
+        for c in children {
+            if tail.last_token.is_some() {
+                match tail.gap(*c) {
+                    (true, gap) => self.parallel_gap.add(gap),
+                    (false, gap) => self.sequential_gap.add(gap),
+                }
+            }
+            tail.push(Model::Uninformed, parent, *c);
+            tokens.extend(tail.last_token);
+        }
+        self.last_to_end.add(parent.end - tail.max_end);
         if self.transitions.len() < 4_096 {
             let mut previous = None;
-            for token in tokens(children) {
+            for token in tokens {
                 match previous {
                     None => self.first_kind.add(token, ALPHA_SEQ),
                     Some(a) => {
@@ -220,14 +227,6 @@ impl EdgeTiming {
                 }
             }
         }
-    }
-
-    /// Log-likelihood of a parent having exactly these children (sorted by start). Without
-    /// enough data of its own, the timing of `fallback` (learned from every agent) is used, and
-    /// without that every assignment scores the same (the simple rule's order then decides).
-    pub fn score(&self, parent: Span, children: &[Span], fallback: &EdgeTiming) -> f64 {
-        let model = Model::of(self, fallback);
-        model.prefix(parent, children) + model.completion(parent, Tail::of(children))
     }
 
     /// Whether calls of `kind` have been seen made several at once (always, for an agent not
@@ -315,12 +314,9 @@ impl<'a> Model<'a> {
             };
         };
         let (np, ns) = (f64::from(t.parallel_gap.total()), f64::from(t.sequential_gap.total()));
-        // Parallel: it starts while an earlier call still runs (gap from the previous start);
-        // sequential: after all ended (gap from the latest end).
-        let timing = if call.start < tail.max_end {
-            ((np + 1.0) / (np + ns + 2.0)).ln() + t.parallel_gap.log_p(call.start - tail.last_start)
-        } else {
-            ((ns + 1.0) / (np + ns + 2.0)).ln() + t.sequential_gap.log_p(call.start - tail.max_end)
+        let timing = match tail.gap(call) {
+            (true, gap) => ((np + 1.0) / (np + ns + 2.0)).ln() + t.parallel_gap.log_p(gap),
+            (false, gap) => ((ns + 1.0) / (np + ns + 2.0)).ln() + t.sequential_gap.log_p(gap),
         };
         match self {
             Model::Own(t) => timing + t.ln_step(previous, token),
@@ -411,6 +407,17 @@ impl Tail {
         settled
     }
 
+    /// Whether `call`, the next call, runs in parallel with an earlier one (it starts while one
+    /// still runs: its gap is from the previous start) or in sequence (after all ended: from
+    /// the latest end); and that gap.
+    fn gap(&self, call: Span) -> (bool, Nanos) {
+        if call.start < self.max_end {
+            (true, call.start - self.last_start)
+        } else {
+            (false, call.start - self.max_end)
+        }
+    }
+
     /// The hash of what the calls mean for the calls to come.
     fn frontier(&self) -> u64 {
         if self.last_token.is_none() {
@@ -420,7 +427,10 @@ impl Tail {
     }
 }
 
-/// A call's token in its parent's call sequence (see `tokens`).
+/// A call's token in its parent's call sequence: its kind, which run of same-kind calls it
+/// belongs to (0 for the first) and its position in that run, so the model learns the order
+/// and size of steps ("one to three LLM calls after the search, and then the answer"), not
+/// only which kind may follow which.
 fn token(kind: u64, run: u64, position: u64) -> u64 {
     let step = run.min(MAX_RUN) << 2 | position.min(MAX_RUN_POSITION);
     // Never END (0).
@@ -432,41 +442,6 @@ const MAX_RUN: u64 = 7;
 /// Positions within a run told apart (later ones count as the last): how many calls of a kind
 /// in a row are usual.
 const MAX_RUN_POSITION: u64 = 3;
-
-/// Each call's token in its parent's call sequence: its kind, which run of same-kind calls it
-/// belongs to (0 for the first) and its position in that run, so the model learns the order
-/// and size of steps ("one to three LLM calls after the search, and then the answer"), not
-/// only which kind may follow which.
-fn tokens(children: &[Span]) -> impl Iterator<Item = u64> + '_ {
-    let (mut run, mut position) = (0u64, 0u64);
-    let mut previous_kind = None;
-    children.iter().map(move |c| {
-        match previous_kind {
-            Some(k) if k != c.kind => (run, position) = (run + 1, 0),
-            Some(_) => position += 1,
-            None => {}
-        }
-        previous_kind = Some(c.kind);
-        token(c.kind, run, position)
-    })
-}
-
-/// Walks consecutive siblings (sorted by start), reporting for each transition whether it
-/// overlaps an earlier sibling and its gap; returns the latest end.
-fn walk(children: &[Span], mut f: impl FnMut(bool, Nanos)) -> Nanos {
-    let mut max_end = children[0].end;
-    let mut prev_start = children[0].start;
-    for c in &children[1..] {
-        if c.start < max_end {
-            f(true, c.start - prev_start);
-        } else {
-            f(false, c.start - max_end);
-        }
-        max_end = max_end.max(c.end);
-        prev_start = c.start;
-    }
-    max_end
-}
 
 /// A candidate parent in an assignment problem.
 #[derive(Clone, Debug)]
@@ -817,9 +792,8 @@ mod tests {
         let t = trained();
         let (with, without) = (f64::from(t.with_children), f64::from(t.without_children));
         assert!((t.ln_makes_calls(true) - ((with + 1.0) / (with + without + 2.0)).ln()).abs() < 1e-12);
-        let first = (f64::from(t.first_kind.count(&tokens(&[iv(0, 1)]).next().unwrap())) + ALPHA_SEQ)
-            / (with + ALPHA_SEQ * KINDS);
-        assert!((t.ln_first_kind(tokens(&[iv(0, 1)]).next().unwrap()) - first.ln()).abs() < 1e-12);
+        let first = (f64::from(t.first_kind.count(&token(1, 0, 0))) + ALPHA_SEQ) / (with + ALPHA_SEQ * KINDS);
+        assert!((t.ln_first_kind(token(1, 0, 0)) - first.ln()).abs() < 1e-12);
     }
 
     #[test]

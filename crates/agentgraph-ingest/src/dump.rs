@@ -326,7 +326,7 @@ impl DumpReader {
                 }
                 Ok(Ok(true)) => {
                     stats.lines += 1;
-                    let line = &src.buf[src.line_at.clone()];
+                    let line = src.current();
                     stats.bytes += line.len() as u64 + 1;
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;

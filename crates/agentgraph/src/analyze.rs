@@ -33,15 +33,11 @@ fn learning_pass(
     let mut flows: u64 = 0;
     let mut stopped_early = false;
     reader.run_while(|event, _line| {
-        match event {
-            Event::Flow(flow) => {
-                engine.push_flow(flow);
-                engine.drain().for_each(drop);
-                flows += 1;
-            }
-            Event::LostEvents { time_ns: Some(t), .. } => engine.advance_watermark(*t),
-            _ => return true,
+        if !engine.push_event(event) {
+            return true;
         }
+        engine.drain().for_each(drop);
+        flows += u64::from(matches!(event, Event::Flow(_)));
         if flows.is_multiple_of(4_096)
             && (engine.timing_settled(SETTLED_EXAMPLES)
                 || (flows >= QUIET_FLOWS && engine.stats().joint_decisions == 0))
@@ -171,12 +167,8 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         if write_error.is_some() {
             return;
         }
-        match event {
-            Event::Flow(flow) => {
-                engine.push_flow(flow);
-            }
-            Event::LostEvents { time_ns: Some(t), .. } => engine.advance_watermark(*t),
-            _ => return,
+        if !engine.push_event(event) {
+            return;
         }
         let mut released = false;
         for g in engine.drain().collect::<Vec<_>>() {
