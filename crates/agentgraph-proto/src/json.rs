@@ -343,14 +343,26 @@ pub(crate) struct Cursor<'a> {
     i: usize,
 }
 
-/// Marks (high bit of each byte) the bytes of `word` equal to `byte`; the lowest mark is exact
-/// (higher ones may be false after a match, which a first-match search ignores).
+/// Bit `j` set where byte `j` of `chunk` ends or escapes a string (`"` or `\\`).
+#[cfg(target_arch = "x86_64")]
 #[inline]
-fn bytes_equal(word: u64, byte: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let x = word ^ (ONES * u64::from(byte));
-    x.wrapping_sub(ONES) & !x & HIGHS
+fn string_stops(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    // SAFETY: `chunk` is 16 readable bytes and the load is unaligned; SSE2 is part of the
+    // x86_64 baseline, so the instructions exist on every x86_64 CPU.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quotes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let escapes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(quotes, escapes)) as u32
+    }
+}
+
+/// Bit `j` set where byte `j` of `chunk` ends or escapes a string (`"` or `\\`).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn string_stops(chunk: &[u8; 16]) -> u32 {
+    chunk.iter().enumerate().fold(0, |m, (j, &b)| m | (u32::from(b == b'"' || b == b'\\') << j))
 }
 
 impl<'a> Cursor<'a> {
@@ -394,47 +406,55 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a string starting at `"`; returns its raw bytes and whether it holds escapes.
-    #[inline]
+    ///
+    /// Inlined, and kept small: a line holds well over a hundred keys and values, so the cost
+    /// of a call (saving and restoring registers) rivalled the scan itself.
+    #[inline(always)]
     fn string(&mut self) -> Result<JStr<'a>> {
         debug_assert_eq!(self.peek(), Some(b'"'));
-        self.i += 1;
-        let start = self.i;
-        // Most keys and values are short: eight bytes at a time (SWAR) beats both a byte loop
-        // and memchr's set-up cost for them; long strings go to memchr below.
-        let short_end = (start + 64).min(self.b.len());
-        while self.i + 8 <= short_end {
-            let word = u64::from_le_bytes(self.b[self.i..self.i + 8].try_into().expect("8 bytes"));
-            let hits = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
-            if hits == 0 {
-                self.i += 8;
-                continue;
+        let b = self.b;
+        let start = self.i + 1;
+        let mut i = start;
+        // Most keys and values are short: sixteen bytes at a time (one SSE2 compare) beats both
+        // a byte loop and memchr's set-up cost for them; long strings go to memchr.
+        let short_end = (start + 64).min(b.len());
+        while i + 16 <= short_end {
+            let stops = string_stops(b[i..i + 16].try_into().expect("16 bytes"));
+            if stops != 0 {
+                i += stops.trailing_zeros() as usize;
+                if b[i] == b'"' {
+                    self.i = i + 1;
+                    return Ok(JStr::json(&b[start..i], false));
+                }
+                break;
             }
-            self.i += (hits.trailing_zeros() / 8) as usize;
-            if self.b[self.i] == b'"' {
-                let s = JStr::json(&self.b[start..self.i], false);
-                self.i += 1;
-                return Ok(s);
-            }
-            break;
+            i += 16;
         }
+        self.long_string(start, i)
+    }
+
+    /// The rest of [`Cursor::string`]: a string longer than the short scan, holding escapes, or
+    /// at the very end of the input. `i` is where the short scan stopped.
+    #[inline(never)]
+    fn long_string(&mut self, start: usize, mut i: usize) -> Result<JStr<'a>> {
+        let b = self.b;
         let mut escaped = false;
         loop {
-            match memchr2(b'"', b'\\', &self.b[self.i..]) {
+            match memchr2(b'"', b'\\', &b[i..]) {
                 None => {
-                    self.i = self.b.len();
+                    self.i = b.len();
                     return Err(self.err(DecodeErrorKind::Truncated));
                 }
                 Some(n) => {
-                    self.i += n;
-                    if self.b[self.i] == b'"' {
-                        let s = JStr::json(&self.b[start..self.i], escaped);
-                        self.i += 1;
-                        return Ok(s);
+                    i += n;
+                    if b[i] == b'"' {
+                        self.i = i + 1;
+                        return Ok(JStr::json(&b[start..i], escaped));
                     }
                     escaped = true;
-                    self.i += 2;
-                    if self.i > self.b.len() {
-                        self.i = self.b.len();
+                    i += 2;
+                    if i > b.len() {
+                        self.i = b.len();
                         return Err(self.err(DecodeErrorKind::Truncated));
                     }
                 }
