@@ -36,10 +36,6 @@ const JOINT_HOLD: Nanos = 30 * SEC;
 const BEAM_WORK: usize = 1 << 20;
 const MIN_BEAM: usize = 128;
 const MAX_BEAM: usize = 4096;
-/// Calls of one kind started this close together (one after another, each while an earlier
-/// one still runs) are one fan-out: `asyncio.gather` and its kin launch them within a
-/// millisecond or two.
-const FAN_OUT_SPREAD: Nanos = 5 * MS;
 const SEC: Nanos = 1_000_000_000;
 
 /// Settings of the engine (all durations are event time, nanoseconds).
@@ -227,6 +223,9 @@ struct Call {
     pending: Option<Vec<CallId>>,
     /// This call's parent was inferred jointly (its timing teaches nothing certain).
     inferred: bool,
+    /// This call's parent was chosen by the joint search, however clearly: it teaches timing
+    /// but not how far apart a fan-out's calls start (the search grouped it by that rule).
+    decided_jointly: bool,
     /// This call was a candidate in a joint decision (its children may be incomplete).
     contested: bool,
 }
@@ -880,6 +879,7 @@ impl Engine {
             children: Vec::new(),
             pending: None,
             inferred: false,
+            decided_jointly: false,
             contested: false,
         };
         let server = place(&call.server);
@@ -1318,7 +1318,7 @@ impl Engine {
             if let Some((members, unit)) = units.last_mut()
                 && let Some(last) = unit.calls.last()
                 && last.kind == iv.kind
-                && iv.start - last.start <= FAN_OUT_SPREAD
+                && unit.candidates.iter().all(|&p| iv.start - last.start <= slots[p].timing.fan_out_spread(iv.kind))
                 && unit.calls.iter().any(|c| c.end > iv.start)
                 && unit.candidates.iter().any(|p| candidates.contains(p))
                 && unit.candidates.iter().all(|&p| slots[p].timing.fans_out(iv.kind))
@@ -1363,6 +1363,7 @@ impl Engine {
             for &i in calls {
                 let child = children[i].0;
                 let parent = parent_ids[p];
+                self.calls.get_mut(&child).expect("listed").decided_jointly = true;
                 // A clear-cut joint decision teaches like a certain one; a close call does not, and
                 // its candidates' lists of calls may be incomplete.
                 if confidence < CLEAR_DECISION {
@@ -1447,18 +1448,20 @@ impl Engine {
             let (_, s, e) = c.served_view();
             let (Some(s), Some(e)) = (s, e) else { continue };
             let mut kids: Vec<Span> = Vec::with_capacity(c.children.len());
-            let mut certain = true;
+            let mut complete = true;
+            let mut certain = !c.contested;
             for k in &c.children {
                 let Some(kc) = self.calls.get(k) else { continue };
                 let (_, ks, ke) = kc.made_view();
                 match (ks, ke) {
                     (Some(ks), Some(ke)) if (self.config.learn_from_inferred || !kc.inferred) && !kc.unanswered => {
+                        certain &= !kc.decided_jointly;
                         kids.push(Span { start: ks, end: ke, kind: call_kind(kc) })
                     }
-                    _ => certain = false,
+                    _ => complete = false,
                 }
             }
-            if !certain {
+            if !complete {
                 continue;
             }
             kids.sort_by_key(|iv| (iv.start, iv.end));
@@ -1467,9 +1470,9 @@ impl Engine {
                 self.timing.clear();
             }
             let parent = Span { start: s, end: e, kind: call_kind(c) };
-            self.timing.entry((c.server.info.agent.clone(), c.path.clone())).or_default().learn(parent, &kids);
+            self.timing.entry((c.server.info.agent.clone(), c.path.clone())).or_default().learn(parent, &kids, certain);
             if !kids.is_empty() {
-                self.global_timing.learn(parent, &kids);
+                self.global_timing.learn(parent, &kids, certain);
             }
         }
     }

@@ -63,6 +63,26 @@ pub struct Histogram {
 /// Samples needed before the seen range sharpens the bins.
 const RANGE_SAMPLES: u32 = 30;
 
+/// Calls of one kind started this close together (one after another, each while an earlier
+/// one still runs) may be one fan-out: `asyncio.gather` and its kin launch them within a
+/// millisecond or two. What an agent is seen to do narrows it ([`EdgeTiming::fan_out_spread`]).
+pub(crate) const FAN_OUT_SPREAD: Nanos = 5_000_000;
+
+/// Launch gaps seen before [`EdgeTiming::fan_out_spread`] trusts their widest. Too narrow a
+/// spread only splits a fan-out into units the search may still give one parent.
+const FAN_OUT_SAMPLES: u32 = 10;
+
+/// How one agent launches a kind of call several at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FanOutGaps {
+    /// Calls seen started while another of the kind still ran.
+    pub calls: u32,
+    /// Start-to-start gaps (to the previous such call) of at most [`FAN_OUT_SPREAD`] seen,
+    /// and the widest of them.
+    pub samples: u32,
+    pub widest: Nanos,
+}
+
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
@@ -165,9 +185,9 @@ pub struct EdgeTiming {
     pub transitions: LnCounts<(u64, u64)>,
     /// How often each token was followed by another (smoothed by `ALPHA_SEQ · KINDS`).
     pub from_kind: LnCounts<u64>,
-    /// Kinds of call made several at once (a fan-out): a call started while one of the same
-    /// kind still ran.
-    pub fanned_out_kinds: HashMap<u64, u32>,
+    /// Kinds of call made several at once (a fan-out: a call started while one of the same
+    /// kind still ran), and how far apart such calls start.
+    pub fanned_out_kinds: HashMap<u64, FanOutGaps>,
     /// `ln((with + 1) / (with + without + 2))`, `ln((without + 1) / …)` and
     /// `ln(with + ALPHA_SEQ · KINDS)`, kept current by `learn`.
     ln_with: f64,
@@ -177,7 +197,9 @@ pub struct EdgeTiming {
 
 impl EdgeTiming {
     /// Learns from a parent's interval and its children's intervals (sorted by start).
-    pub fn learn(&mut self, parent: Span, children: &[Span]) {
+    /// `certain`: no child was linked by inference. Fan-out launch gaps are learned only then:
+    /// a wrongly joined unit would teach the very gap that joined it.
+    pub fn learn(&mut self, parent: Span, children: &[Span], certain: bool) {
         if children.is_empty() {
             self.without_children = self.without_children.saturating_add(1);
         } else {
@@ -222,8 +244,16 @@ impl EdgeTiming {
                 self.from_kind.add(last, ALPHA_SEQ * KINDS);
             }
             for (i, c) in children.iter().enumerate() {
-                if children[..i].iter().any(|e| e.kind == c.kind && e.end > c.start) {
-                    *self.fanned_out_kinds.entry(c.kind).or_insert(0) += 1;
+                let launched_before =
+                    children[..i].iter().filter(|e| e.kind == c.kind && e.end > c.start).map(|e| e.start).max();
+                if let Some(previous) = launched_before {
+                    let gaps = self.fanned_out_kinds.entry(c.kind).or_default();
+                    gaps.calls = gaps.calls.saturating_add(1);
+                    let gap = c.start - previous;
+                    if certain && gap <= FAN_OUT_SPREAD {
+                        gaps.samples = gaps.samples.saturating_add(1);
+                        gaps.widest = gaps.widest.max(gap);
+                    }
                 }
             }
         }
@@ -233,6 +263,17 @@ impl EdgeTiming {
     /// known well enough to say).
     pub fn fans_out(&self, kind: u64) -> bool {
         !self.is_informed() || self.fanned_out_kinds.contains_key(&kind)
+    }
+
+    /// How far apart in time consecutive calls of `kind` may start and still be one fan-out:
+    /// a quarter more than the widest launch gap seen, once seen often enough; at most
+    /// [`FAN_OUT_SPREAD`]. An agent that launches its fan-out within a millisecond should not
+    /// have another request's fan-out, started a few milliseconds later, joined to it.
+    pub fn fan_out_spread(&self, kind: u64) -> Nanos {
+        match self.fanned_out_kinds.get(&kind) {
+            Some(gaps) if gaps.samples >= FAN_OUT_SAMPLES => (gaps.widest + gaps.widest / 4).min(FAN_OUT_SPREAD),
+            _ => FAN_OUT_SPREAD,
+        }
     }
 
     /// Whether enough has been learned for the statistics to say more than the simple rule.
@@ -745,13 +786,38 @@ mod tests {
         Span { start: s * MS, end: e * MS, kind: 1 }
     }
 
+    #[test]
+    fn fan_out_spread_narrows_to_what_certain_fan_outs_show() {
+        // Three calls launched 1 ms apart.
+        let fan_out = |s: Nanos| -> Vec<Span> {
+            (0..3).map(|k| Span { start: s + 100_000 + k * 1_000_000, end: s + 900_000_000, kind: 7 }).collect()
+        };
+        let parent = |s: Nanos| Span { start: s, end: s + 1_000_000_000, kind: 1 };
+        let mut t = EdgeTiming::default();
+        for k in 0..4 {
+            t.learn(parent(k * 2_000_000_000), &fan_out(k * 2_000_000_000), true);
+        }
+        // Eight gaps seen: too few to trust.
+        assert_eq!(t.fan_out_spread(7), FAN_OUT_SPREAD);
+        // Inferred links never teach launch gaps, however many.
+        for k in 4..40 {
+            t.learn(parent(k * 2_000_000_000), &fan_out(k * 2_000_000_000), false);
+        }
+        assert_eq!(t.fan_out_spread(7), FAN_OUT_SPREAD);
+        assert!(t.fans_out(7));
+        t.learn(parent(0), &fan_out(0), true);
+        assert_eq!(t.fan_out_spread(7), 1_250_000);
+        // A kind never seen fanned out keeps the default.
+        assert_eq!(t.fan_out_spread(8), FAN_OUT_SPREAD);
+    }
+
     /// A parent that thinks ~100 ms, then makes two sequential calls with ~5 ms gaps, then
     /// answers ~50 ms after its last call.
     fn trained() -> EdgeTiming {
         let mut t = EdgeTiming::default();
         for k in 0..50 {
             let s = k * 10_000;
-            t.learn(iv(s, s + 1_200), &[iv(s + 100, s + 600), iv(s + 605, s + 1_150)]);
+            t.learn(iv(s, s + 1_200), &[iv(s + 100, s + 600), iv(s + 605, s + 1_150)], true);
         }
         t
     }
