@@ -343,6 +343,10 @@ pub(crate) struct Cursor<'a> {
     i: usize,
 }
 
+/// Strings up to this long are scanned inline sixteen bytes at a time; longer ones go to
+/// memchr, whose set-up pays off only then. Hubble's labels run to 70–100 bytes.
+const SHORT_STRING: usize = 256;
+
 /// Bit `j` set where byte `j` of `chunk` ends or escapes a string (`"` or `\\`).
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -417,7 +421,7 @@ impl<'a> Cursor<'a> {
         let mut i = start;
         // Most keys and values are short: sixteen bytes at a time (one SSE2 compare) beats both
         // a byte loop and memchr's set-up cost for them; long strings go to memchr.
-        let short_end = (start + 64).min(b.len());
+        let short_end = (start + SHORT_STRING).min(b.len());
         while i + 16 <= short_end {
             let stops = string_stops(b[i..i + 16].try_into().expect("16 bytes"));
             if stops != 0 {
