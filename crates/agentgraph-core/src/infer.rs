@@ -193,6 +193,9 @@ pub struct EdgeTiming {
     ln_with: f64,
     ln_without: f64,
     ln_first_total: f64,
+    /// `ln` of the smoothed shares of parallel and sequential gaps, kept current by `learn`.
+    ln_parallel: f64,
+    ln_sequential: f64,
 }
 
 impl EdgeTiming {
@@ -210,6 +213,7 @@ impl EdgeTiming {
         self.ln_without = ((without + 1.0) / (with + without + 2.0)).ln();
         self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
         if children.is_empty() {
+            self.update_gap_shares();
             return;
         }
         self.first_offset.add(children[0].start - parent.start);
@@ -227,6 +231,7 @@ impl EdgeTiming {
             tokens.extend(tail.last_token);
         }
         self.last_to_end.add(parent.end - tail.max_end);
+        self.update_gap_shares();
         if self.transitions.len() < 4_096 {
             let mut previous = None;
             for token in tokens {
@@ -257,6 +262,12 @@ impl EdgeTiming {
                 }
             }
         }
+    }
+
+    fn update_gap_shares(&mut self) {
+        let (np, ns) = (f64::from(self.parallel_gap.total()), f64::from(self.sequential_gap.total()));
+        self.ln_parallel = ((np + 1.0) / (np + ns + 2.0)).ln();
+        self.ln_sequential = ((ns + 1.0) / (np + ns + 2.0)).ln();
     }
 
     /// Whether calls of `kind` have been seen made several at once (always, for an agent not
@@ -354,10 +365,9 @@ impl<'a> Model<'a> {
                 _ => timing,
             };
         };
-        let (np, ns) = (f64::from(t.parallel_gap.total()), f64::from(t.sequential_gap.total()));
         let timing = match tail.gap(call) {
-            (true, gap) => ((np + 1.0) / (np + ns + 2.0)).ln() + t.parallel_gap.log_p(gap),
-            (false, gap) => ((ns + 1.0) / (np + ns + 2.0)).ln() + t.sequential_gap.log_p(gap),
+            (true, gap) => t.ln_parallel + t.parallel_gap.log_p(gap),
+            (false, gap) => t.ln_sequential + t.sequential_gap.log_p(gap),
         };
         match self {
             Model::Own(t) => timing + t.ln_step(previous, token),
@@ -652,9 +662,16 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
     let mut next_rows: Vec<ParentState> = Vec::new();
     let mut next_states: Vec<State> = Vec::new();
     let mut waiting: Vec<f64> = vec![0.0; width];
-    // Candidate extensions are scored first and only the kept ones are materialized.
-    type Extension = (f64, usize, usize, usize, f64, u64, Tail);
-    let mut extensions: Vec<Extension> = Vec::new();
+    // A parent's waiting term at a child's start depends only on its calls so far, which its
+    // last step names: states share most rows, so each is computed once per child, not once
+    // per state. Entries are stamped with the child they were computed for.
+    let mut waiting_by_step: Vec<(u32, f64)> = Vec::new();
+    let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
+    // Candidate extensions are scored first and only the kept ones are materialized; the sort
+    // moves small keys (score, rank, state, parent, index), not the payload.
+    type ExtensionKey = (f64, usize, u32, u32, u32);
+    let mut extensions: Vec<ExtensionKey> = Vec::new();
+    let mut payloads: Vec<(f64, u64, Tail)> = Vec::new();
     let mut seen: foldhash::HashSet<u64> = Default::default();
     let mut in_play: Vec<usize> = Vec::new();
     for (i, child) in children.iter().enumerate() {
@@ -662,11 +679,21 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
         in_play.clear();
         in_play.extend((0..width).filter(|&p| last_use[p].is_some_and(|u| u >= i)));
         extensions.clear();
+        payloads.clear();
+        let stamp = i as u32;
+        waiting_by_step.resize(steps.len(), (NONE, 0.0));
         for (si, s) in states.iter().enumerate() {
             let row = &rows[si * width..(si + 1) * width];
             let mut base = s.settled;
             for &p in &in_play {
-                waiting[p] = unsettled(&parents[p], models[p], row[p].tail, Some(now));
+                let cached = match row[p].last {
+                    NONE => &mut waiting_without_steps[p],
+                    step => &mut waiting_by_step[step as usize],
+                };
+                if cached.0 != stamp {
+                    *cached = (stamp, unsettled(&parents[p], models[p], row[p].tail, Some(now)));
+                }
+                waiting[p] = cached.1;
                 base += waiting[p];
             }
             for (rank, &p) in child.candidates.iter().enumerate() {
@@ -686,12 +713,13 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
                 };
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
-                extensions.push((total, s.rank + rank, si, p, new_prefix, new_frontier, new_tail));
+                extensions.push((total, s.rank + rank, si as u32, p as u32, payloads.len() as u32));
+                payloads.push((new_prefix, new_frontier, new_tail));
             }
         }
         // Best first; ties by the simple rule's preference, then by position (deterministic).
         // Only the head is sorted: recombination rarely skips more than a few.
-        let order = |a: &Extension, b: &Extension| {
+        let order = |a: &ExtensionKey, b: &ExtensionKey| {
             b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
         };
         let head = beam + beam / 2;
@@ -714,7 +742,9 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
                 // Recombination skipped many: order the rest too.
                 extensions[head..].sort_unstable_by(order);
             }
-            let (_, rank, si, p, new_prefix, new_frontier, new_tail) = extensions[e];
+            let (_, rank, si, p, payload) = extensions[e];
+            let (si, p) = (si as usize, p as usize);
+            let (new_prefix, new_frontier, new_tail) = payloads[payload as usize];
             let old = &states[si];
             let old_row = &rows[si * width..(si + 1) * width];
             let signature = old.signature ^ signature_part(p, old_row[p].frontier) ^ signature_part(p, new_frontier);
