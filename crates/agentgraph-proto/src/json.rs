@@ -1008,6 +1008,31 @@ mod tests {
         );
     }
 
+    /// The sixteen-byte scan, its hand-over to memchr and the end of the input, at every
+    /// length and escape position around their boundaries.
+    #[test]
+    fn finds_string_ends_at_every_length() {
+        for len in (0usize..40).chain(240..280) {
+            for escape_at in [None, Some(0), Some(15), Some(16), Some(len / 2), Some(len.saturating_sub(1))] {
+                let mut text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+                if let Some(at) = escape_at.filter(|&at| at < len) {
+                    text.replace_range(at..=at, r"\\");
+                }
+                let expected: String = serde_json::from_str(&format!("\"{text}\"")).expect("valid JSON string");
+                for tail in ["", "}", ",\"k\":1}"] {
+                    let json = format!("\"{text}\"{tail}");
+                    let mut cur = Cursor::new(json.as_bytes());
+                    let s = cur.string().expect("a whole string");
+                    assert_eq!(s.value(), expected, "length {len}, escape at {escape_at:?}, then {tail:?}");
+                    assert_eq!(&json[cur.i..], tail);
+                }
+                // Cut before the closing quote: truncated, never a panic.
+                let json = format!("\"{text}");
+                assert!(Cursor::new(json.as_bytes()).string().is_err(), "unterminated, length {len}");
+            }
+        }
+    }
+
     #[test]
     fn unescapes_strings() {
         let line = r#"{"flow":{"time":"2026-01-01T00:00:00Z","Type":"L7","l7":{"type":"REQUEST","http":{"method":"GET","url":"http://a/b?x=1\u0026y=\"2\"\ud83d\ude00"}}},"time":"2026-01-01T00:00:00Z"}"#;
