@@ -790,21 +790,124 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             if sb.settled > sa.settled || (sb.settled == sa.settled && sb.rank < sa.rank) { b } else { a }
         })
         .expect("the beam keeps at least one state");
-    let best_total = states[best].settled;
+    let mut choice = choices[best].clone();
+    let polished = polish(parents, &models, &fixed, children, &mut choice);
+    let best_total = states[best].settled + polished.gain;
     (0..children.len())
         .map(|i| {
-            let chosen = choices[best][i];
+            let chosen = choice[i];
             let alternative = states
                 .iter()
                 .zip(&choices)
                 .filter(|(_, c)| c[i] != chosen)
                 .map(|(s, _)| s.settled)
-                .fold(f64::NEG_INFINITY, f64::max);
+                .fold(best_total + polished.best_other[i], f64::max);
             let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best_total).exp()) } else { 1.0 };
             (chosen, confidence)
         })
         .collect()
 }
+
+/// What [`polish`] gained, and per child the change in score of the best move or swap that
+/// gives it another parent (−∞ if none), once no move improves.
+struct Polished {
+    gain: f64,
+    best_other: Vec<f64>,
+}
+
+/// Moves and swaps scored per polish before it stops, whatever the gain still to find.
+const POLISH_WORK: usize = 20_000;
+
+/// Improves the beam's best assignment by local changes, scored exactly: give one child (or
+/// fan-out unit) to another of its candidates, or swap the parents of two. The beam ranks
+/// partial assignments by what is known at each child's start, so it may drop the path that
+/// ends best when many similar parents wait at once; a few exact moves recover most of that.
+fn polish(
+    parents: &[ParentSlot<'_>],
+    models: &[Model<'_>],
+    fixed: &[Vec<Span>],
+    children: &[ChildSlot],
+    choice: &mut [usize],
+) -> Polished {
+    let n = children.len();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); parents.len()];
+    for (i, &p) in choice.iter().enumerate() {
+        members[p].push(i);
+    }
+    let mut scratch: Vec<Span> = Vec::new();
+    // A parent's whole score with the given children: its prefix and, as the search scores
+    // a final parent, its ending.
+    let mut score_of = |p: usize, given: &[usize], without: Option<usize>, with: Option<usize>| -> f64 {
+        scratch.clear();
+        scratch.extend_from_slice(&fixed[p]);
+        for &i in given.iter().filter(|&&i| Some(i) != without).chain(with.as_ref()) {
+            scratch.extend_from_slice(&children[i].calls);
+        }
+        scratch.sort_unstable_by_key(|c| (c.start, c.end));
+        models[p].prefix(parents[p].interval, &scratch) + unsettled(&parents[p], models[p], Tail::of(&scratch), None)
+    };
+    let mut score: Vec<f64> = (0..parents.len()).map(|p| score_of(p, &members[p], None, None)).collect();
+    let mut gain = 0.0;
+    let mut work = 0;
+    let mut best_other = vec![f64::NEG_INFINITY; n];
+    loop {
+        let mut improved = false;
+        best_other.fill(f64::NEG_INFINITY);
+        for i in 0..n {
+            let p = choice[i];
+            // Give child i to another candidate.
+            for &q in children[i].candidates.iter().filter(|&&q| q != p) {
+                let (new_p, new_q) = (score_of(p, &members[p], Some(i), None), score_of(q, &members[q], None, Some(i)));
+                work += 1;
+                let delta = new_p + new_q - score[p] - score[q];
+                if delta > POLISH_EPSILON {
+                    members[p].retain(|&c| c != i);
+                    members[q].push(i);
+                    (score[p], score[q], choice[i]) = (new_p, new_q, q);
+                    gain += delta;
+                    improved = true;
+                    break;
+                }
+                best_other[i] = best_other[i].max(delta);
+            }
+            let p = choice[i];
+            // Swap parents with a child j of another parent that could be i's, and i its.
+            for j in 0..n {
+                let q = choice[j];
+                if q == p || !children[i].candidates.contains(&q) || !children[j].candidates.contains(&p) {
+                    continue;
+                }
+                let given_p: Vec<usize> = members[p].iter().copied().filter(|&c| c != i).collect();
+                let given_q: Vec<usize> = members[q].iter().copied().filter(|&c| c != j).collect();
+                let (new_p, new_q) = (score_of(p, &given_p, None, Some(j)), score_of(q, &given_q, None, Some(i)));
+                work += 1;
+                let delta = new_p + new_q - score[p] - score[q];
+                if delta > POLISH_EPSILON {
+                    members[p] = given_p;
+                    members[p].push(j);
+                    members[q] = given_q;
+                    members[q].push(i);
+                    (score[p], score[q], choice[i], choice[j]) = (new_p, new_q, q, p);
+                    gain += delta;
+                    improved = true;
+                    break;
+                }
+                best_other[i] = best_other[i].max(delta);
+                best_other[j] = best_other[j].max(delta);
+            }
+            if work >= POLISH_WORK {
+                break;
+            }
+        }
+        if !improved || work >= POLISH_WORK {
+            break;
+        }
+    }
+    Polished { gain, best_other }
+}
+
+/// Smallest gain a polishing move must bring (rounding noise is not a gain).
+const POLISH_EPSILON: f64 = 1e-9;
 
 #[cfg(test)]
 mod tests {
@@ -868,6 +971,34 @@ mod tests {
         ];
         let got: Vec<usize> = beam_assign(&[a, b], &children, 16).into_iter().map(|(p, _)| p).collect();
         assert_eq!(got, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn polishing_finds_the_better_assignment_by_exact_moves() {
+        let timing = trained();
+        let empty = EdgeTiming::default();
+        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing, fallback: &empty, open: false };
+        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing, fallback: &empty, open: false };
+        let parents = [a, b];
+        let children = vec![
+            ChildSlot { calls: vec![iv(100, 600)], candidates: vec![0] },
+            ChildSlot { calls: vec![iv(400, 900)], candidates: vec![1, 0] },
+            ChildSlot { calls: vec![iv(605, 1_150)], candidates: vec![1, 0] },
+            ChildSlot { calls: vec![iv(905, 1_450)], candidates: vec![1, 0] },
+        ];
+        let models: Vec<Model<'_>> = parents.iter().map(|p| Model::of(p.timing, p.fallback)).collect();
+        let fixed = vec![Vec::new(), Vec::new()];
+        // The simple rule's answer: every later call to the latest-started parent.
+        let mut choice = vec![0, 1, 1, 1];
+        let polished = polish(&parents, &models, &fixed, &children, &mut choice);
+        assert_eq!(choice, [0, 1, 0, 1]);
+        assert!(polished.gain > 1.0, "gain {}", polished.gain);
+        // Once polished, no move or swap improves, and child 0 had no other parent to try.
+        assert!(polished.best_other.iter().all(|&d| d <= POLISH_EPSILON));
+        assert_eq!(polished.best_other[0], f64::NEG_INFINITY);
+        // Already the best: nothing changes.
+        let again = polish(&parents, &models, &fixed, &children, &mut choice);
+        assert_eq!((choice, again.gain), (vec![0, 1, 0, 1], 0.0));
     }
 
     #[test]
