@@ -672,7 +672,8 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
     type ExtensionKey = (f64, usize, u32, u32, u32);
     let mut extensions: Vec<ExtensionKey> = Vec::new();
     let mut payloads: Vec<(f64, u64, Tail)> = Vec::new();
-    let mut seen: foldhash::HashSet<u64> = Default::default();
+    // Kept states by signature, to merge a state into a better one with the same future.
+    let mut kept: foldhash::HashMap<u64, usize> = Default::default();
     let mut in_play: Vec<usize> = Vec::new();
     for (i, child) in children.iter().enumerate() {
         let now = child.start();
@@ -731,7 +732,7 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
         }
         // Keep the best `beam` states that differ in what is to come (recombination: of two
         // assignments that leave every parent in the same place, the worse can never win).
-        seen.clear();
+        kept.clear();
         next_states.clear();
         next_rows.clear();
         for e in 0..extensions.len() {
@@ -747,10 +748,22 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             let (new_prefix, new_frontier, new_tail) = payloads[payload as usize];
             let old = &states[si];
             let old_row = &rows[si * width..(si + 1) * width];
-            let signature = old.signature ^ signature_part(p, old_row[p].frontier) ^ signature_part(p, new_frontier);
-            if !seen.insert(signature) {
-                continue;
+            let mut signature =
+                old.signature ^ signature_part(p, old_row[p].frontier) ^ signature_part(p, new_frontier);
+            let mut settled = old.settled + (new_prefix - old_row[p].prefix);
+            // Parents whose calls are final now are scored whole and shape nothing to come:
+            // states that differ only in them have the same future, and only the better counts.
+            for &f in &final_after[i] {
+                let (frontier, tail) =
+                    if f == p { (new_frontier, new_tail) } else { (old_row[f].frontier, old_row[f].tail) };
+                signature ^= signature_part(f, frontier);
+                settled += unsettled(&parents[f], models[f], tail, None);
             }
+            let at = match kept.get(&signature) {
+                Some(&k) if next_states[k].settled < settled => k * width,
+                Some(_) => continue,
+                None => next_rows.len(),
+            };
             let step = steps.len() as u32;
             steps.push(Step {
                 before: old.last,
@@ -758,14 +771,16 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
                 child: i as u32,
                 parent: p as u32,
             });
-            let at = next_rows.len();
-            next_rows.extend_from_slice(old_row);
-            let mut settled = old.settled + (new_prefix - old_row[p].prefix);
-            next_rows[at + p] = ParentState { prefix: new_prefix, frontier: new_frontier, tail: new_tail, last: step };
-            for &f in &final_after[i] {
-                settled += unsettled(&parents[f], models[f], next_rows[at + f].tail, None);
+            let state = State { last: step, settled, rank, signature };
+            if at == next_rows.len() {
+                next_rows.extend_from_slice(old_row);
+                kept.insert(signature, next_states.len());
+                next_states.push(state);
+            } else {
+                next_rows[at..at + width].copy_from_slice(old_row);
+                next_states[at / width] = state;
             }
-            next_states.push(State { last: step, settled, rank, signature });
+            next_rows[at + p] = ParentState { prefix: new_prefix, frontier: new_frontier, tail: new_tail, last: step };
         }
         std::mem::swap(&mut states, &mut next_states);
         std::mem::swap(&mut rows, &mut next_rows);
