@@ -719,17 +719,11 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             }
         }
         // Best first; ties by the simple rule's preference, then by position (deterministic).
-        // Only the head is sorted: recombination rarely skips more than a few.
         let order = |a: &ExtensionKey, b: &ExtensionKey| {
             b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
         };
-        let head = beam + beam / 2;
-        if extensions.len() > head {
-            extensions.select_nth_unstable_by(head, order);
-            extensions[..head].sort_unstable_by(order);
-        } else {
-            extensions.sort_unstable_by(order);
-        }
+        let block = beam + beam / 2;
+        let mut sorted = 0;
         // Keep the best `beam` states that differ in what is to come (recombination: of two
         // assignments that leave every parent in the same place, the worse can never win).
         kept.clear();
@@ -739,9 +733,16 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             if next_states.len() >= beam {
                 break;
             }
-            if e == head {
-                // Recombination skipped many: order the rest too.
-                extensions[head..].sort_unstable_by(order);
+            if e == sorted {
+                // Order the next block of the best: usually one is enough, as recombination
+                // skips few; the rest is never sorted.
+                let rest = &mut extensions[sorted..];
+                let size = block.min(rest.len());
+                if rest.len() > size {
+                    rest.select_nth_unstable_by(size, order);
+                }
+                rest[..size].sort_unstable_by(order);
+                sorted += size;
             }
             let (_, rank, si, p, payload) = extensions[e];
             let (si, p) = (si as usize, p as usize);
