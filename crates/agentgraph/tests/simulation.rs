@@ -80,10 +80,10 @@ fn propagated_ids_and_serial_requests_reconstruct_exactly() {
 fn overlapping_untraced_requests_stay_above_measured_floors() {
     let dir = tempfile::tempdir().unwrap();
     for (scenario, parent_floor, exact_floor) in [
-        ("support-desk", 0.93, 0.88),
-        ("research-swarm", 0.97, 0.87),
-        ("code-review", 0.98, 0.92),
-        ("job-spawner", 0.98, 0.95),
+        ("support-desk", 0.95, 0.93),
+        ("research-swarm", 0.98, 0.90),
+        ("code-review", 0.98, 0.93),
+        ("job-spawner", 0.99, 0.98),
     ] {
         let r = score(dir.path(), scenario, "none", "4", "60");
         let what = format!("{scenario}: {r}");
@@ -107,8 +107,9 @@ fn overlapping_untraced_requests_meet_the_target_across_requests() {
 }
 
 /// The same target where one pod also serves several calls of one request at once (workers
-/// of one fan-out landing on the same pod). Not met yet: those parents are as ambiguous as
-/// with trace context (96–97 % there too); see the README's accuracy table.
+/// of one fan-out landing on the same pod). Not met yet: support-desk's such parents are as
+/// ambiguous as with trace context (96–97 % there too), and research-swarm is at 97.9 % at
+/// this seed (97.9–98.9 % over seeds 3, 5, 7, 11); see the README's accuracy table.
 #[test]
 #[ignore = "target not met yet: see the README's accuracy table for the measured figures"]
 fn overlapping_untraced_requests_meet_the_target() {
