@@ -4,7 +4,7 @@
 //! end-to-start in sequence), the time from the last call to its answer, and the order of the
 //! kinds of calls — and a beam search that assigns a pod's ambiguous outgoing calls (single
 //! calls and whole fan-outs) to its overlapping incoming calls jointly, scored by those
-//! statistics.
+//! statistics, whose best assignment is then polished by exact local moves.
 
 use std::hash::BuildHasher;
 
@@ -893,15 +893,14 @@ fn polish(
                 if q == p || !children[i].candidates.contains(&q) || !children[j].candidates.contains(&p) {
                     continue;
                 }
-                let given_p: Vec<usize> = members[p].iter().copied().filter(|&c| c != i).collect();
-                let given_q: Vec<usize> = members[q].iter().copied().filter(|&c| c != j).collect();
-                let (new_p, new_q) = (score_of(p, &given_p, None, Some(j)), score_of(q, &given_q, None, Some(i)));
+                let (new_p, new_q) =
+                    (score_of(p, &members[p], Some(i), Some(j)), score_of(q, &members[q], Some(j), Some(i)));
                 work += 1;
                 let delta = new_p + new_q - score[p] - score[q];
                 if delta > POLISH_EPSILON {
-                    members[p] = given_p;
+                    members[p].retain(|&c| c != i);
                     members[p].push(j);
-                    members[q] = given_q;
+                    members[q].retain(|&c| c != j);
                     members[q].push(i);
                     (score[p], score[q], choice[i], choice[j]) = (new_p, new_q, q, p);
                     gain += delta;
