@@ -970,37 +970,35 @@ mod tests {
         t
     }
 
-    #[test]
-    fn joint_assignment_follows_learned_timing() {
-        let timing = trained();
-        // Two overlapping parents on one pod; the simple rule (latest-started) would give every
-        // child to B.
-        let empty = EdgeTiming::default();
-        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing, fallback: &empty, open: false };
-        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing, fallback: &empty, open: false };
+    /// Two overlapping parents on one pod, A then B, each making two of the four calls in the
+    /// trained pattern; the simple rule (latest-started) would give every later call to B.
+    fn two_interleaved_parents<'a>(
+        timing: &'a EdgeTiming,
+        empty: &'a EdgeTiming,
+    ) -> ([ParentSlot<'a>; 2], Vec<ChildSlot>) {
+        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing, fallback: empty, open: false };
+        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing, fallback: empty, open: false };
         let children = vec![
             ChildSlot { calls: vec![iv(100, 600)], candidates: vec![0] },
             ChildSlot { calls: vec![iv(400, 900)], candidates: vec![1, 0] },
             ChildSlot { calls: vec![iv(605, 1_150)], candidates: vec![1, 0] },
             ChildSlot { calls: vec![iv(905, 1_450)], candidates: vec![1, 0] },
         ];
-        let got: Vec<usize> = beam_assign(&[a, b], &children, 16).into_iter().map(|(p, _)| p).collect();
+        ([a, b], children)
+    }
+
+    #[test]
+    fn joint_assignment_follows_learned_timing() {
+        let (timing, empty) = (trained(), EdgeTiming::default());
+        let (parents, children) = two_interleaved_parents(&timing, &empty);
+        let got: Vec<usize> = beam_assign(&parents, &children, 16).into_iter().map(|(p, _)| p).collect();
         assert_eq!(got, [0, 1, 0, 1]);
     }
 
     #[test]
     fn polishing_finds_the_better_assignment_by_exact_moves() {
-        let timing = trained();
-        let empty = EdgeTiming::default();
-        let a = ParentSlot { interval: iv(0, 1_200), fixed: vec![], timing: &timing, fallback: &empty, open: false };
-        let b = ParentSlot { interval: iv(300, 1_500), fixed: vec![], timing: &timing, fallback: &empty, open: false };
-        let parents = [a, b];
-        let children = vec![
-            ChildSlot { calls: vec![iv(100, 600)], candidates: vec![0] },
-            ChildSlot { calls: vec![iv(400, 900)], candidates: vec![1, 0] },
-            ChildSlot { calls: vec![iv(605, 1_150)], candidates: vec![1, 0] },
-            ChildSlot { calls: vec![iv(905, 1_450)], candidates: vec![1, 0] },
-        ];
+        let (timing, empty) = (trained(), EdgeTiming::default());
+        let (parents, children) = two_interleaved_parents(&timing, &empty);
         let models: Vec<Model<'_>> = parents.iter().map(|p| Model::of(p.timing, p.fallback)).collect();
         let fixed = vec![Vec::new(), Vec::new()];
         // The simple rule's answer: every later call to the latest-started parent.
