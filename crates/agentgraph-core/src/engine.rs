@@ -13,7 +13,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
-use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, Span, beam_assign};
+use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
 use crate::names::AgentNamer;
 use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
 use agentgraph_proto::{Event, FlowView};
@@ -379,6 +379,8 @@ pub struct Engine {
     /// The (agent, path) of every parent that took part in a joint decision: whose statistics
     /// matter.
     joint_parents: foldhash::HashSet<(Arc<str>, Arc<str>)>,
+    /// The joint search's working memory, reused from one problem to the next.
+    search: SearchBuffers,
     /// Ids handed out already, to keep ids unique when a trace or request id recurs.
     id_uses: HashMap<String, u32>,
 }
@@ -412,6 +414,7 @@ impl Engine {
             timing: HashMap::new(),
             global_timing: EdgeTiming::default(),
             joint_parents: Default::default(),
+            search: SearchBuffers::default(),
             id_uses: HashMap::new(),
         }
     }
@@ -1342,7 +1345,7 @@ impl Engine {
             // A wide beam where it is cheap, narrower as the problem grows, so the work per
             // problem stays bounded.
             let size = problem.len() * slots.len();
-            beam_assign(&slots, &problem, (BEAM_WORK / size.max(1)).clamp(MIN_BEAM, MAX_BEAM))
+            beam_assign(&slots, &problem, (BEAM_WORK / size.max(1)).clamp(MIN_BEAM, MAX_BEAM), &mut self.search)
         } else {
             problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
         };

@@ -525,6 +525,7 @@ impl ChildSlot {
 
 /// One choice on a path of the search: child `child` given to parent `parent`. Paths share
 /// their common beginnings in one arena instead of each state copying its history.
+#[derive(Debug)]
 struct Step {
     /// The step before on this path (`NONE`: the first).
     before: u32,
@@ -537,7 +538,7 @@ struct Step {
 const NONE: u32 = u32::MAX;
 
 /// What a state knows per parent.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct ParentState {
     /// The prefix score of its calls so far.
     prefix: f64,
@@ -550,7 +551,7 @@ struct ParentState {
 }
 
 /// A partial assignment: its last step, its score, and its row of `ParentState`s.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct State {
     last: u32,
     /// Sum of the parents' prefix scores, plus the endings of parents whose calls are final.
@@ -613,7 +614,26 @@ fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: Tail, now: Option<N
 /// scored as a prefix, plus what the time since its last call says (the next call or the
 /// answer is still due), and a parent that has answered by then as a finished sequence. An
 /// assignment is not favoured for leaving a parent's sequence looking complete too early.
-pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usize) -> Vec<(usize, f64)> {
+pub fn beam_assign(
+    parents: &[ParentSlot<'_>],
+    children: &[ChildSlot],
+    beam: usize,
+    buffers: &mut SearchBuffers,
+) -> Vec<(usize, f64)> {
+    let SearchBuffers {
+        mut steps,
+        mut rows,
+        mut next_rows,
+        mut states,
+        mut next_states,
+        mut waiting_by_step,
+        mut extensions,
+        mut payloads,
+    } = std::mem::take(buffers);
+    steps.clear();
+    rows.clear();
+    states.clear();
+    waiting_by_step.clear();
     let beam = beam.max(1);
     let width = parents.len();
     let models: Vec<Model<'_>> = parents.iter().map(|slot| Model::of(slot.timing, slot.fallback)).collect();
@@ -642,14 +662,12 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
         })
         .collect();
     let first_start = children.first().map_or(0, |c| c.start());
-    let mut rows: Vec<ParentState> = (0..width)
-        .map(|p| ParentState {
-            prefix: models[p].prefix(parents[p].interval, &fixed[p]),
-            frontier: frontier(&fixed[p], first_start),
-            tail: Tail::of(&fixed[p]),
-            last: NONE,
-        })
-        .collect();
+    rows.extend((0..width).map(|p| ParentState {
+        prefix: models[p].prefix(parents[p].interval, &fixed[p]),
+        frontier: frontier(&fixed[p], first_start),
+        tail: Tail::of(&fixed[p]),
+        last: NONE,
+    }));
     // Parents no child can be given are final from the start.
     let settled = rows.iter().map(|r| r.prefix).sum::<f64>()
         + (0..width)
@@ -657,21 +675,14 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             .map(|p| unsettled(&parents[p], models[p], rows[p].tail, None))
             .sum::<f64>();
     let signature = rows.iter().enumerate().fold(0, |h, (p, r)| h ^ signature_part(p, r.frontier));
-    let mut states = vec![State { last: NONE, settled, rank: 0, signature }];
-    let mut steps: Vec<Step> = Vec::new();
-    let mut next_rows: Vec<ParentState> = Vec::new();
-    let mut next_states: Vec<State> = Vec::new();
+    states.push(State { last: NONE, settled, rank: 0, signature });
     let mut waiting: Vec<f64> = vec![0.0; width];
     // A parent's waiting term at a child's start depends only on its calls so far, which its
     // last step names: states share most rows, so each is computed once per child, not once
     // per state. Entries are stamped with the child they were computed for.
-    let mut waiting_by_step: Vec<(u32, f64)> = Vec::new();
     let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
     // Candidate extensions are scored first and only the kept ones are materialized; the sort
     // moves small keys (score, rank, state, parent, index), not the payload.
-    type ExtensionKey = (f64, usize, u32, u32, u32);
-    let mut extensions: Vec<ExtensionKey> = Vec::new();
-    let mut payloads: Vec<(f64, u64, Tail)> = Vec::new();
     // Kept states by signature, to merge a state into a better one with the same future.
     let mut kept: foldhash::HashMap<u64, usize> = Default::default();
     let mut in_play: Vec<usize> = Vec::new();
@@ -809,7 +820,7 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
     let mut choice = choices[best].clone();
     let polished = polish(parents, &models, &fixed, children, &mut choice);
     let best_total = states[best].settled + polished.gain;
-    (0..children.len())
+    let assignment = (0..children.len())
         .map(|i| {
             let chosen = choice[i];
             let alternative = states
@@ -821,7 +832,29 @@ pub fn beam_assign(parents: &[ParentSlot<'_>], children: &[ChildSlot], beam: usi
             let confidence = if alternative.is_finite() { 1.0 / (1.0 + (alternative - best_total).exp()) } else { 1.0 };
             (chosen, confidence)
         })
-        .collect()
+        .collect();
+    *buffers = SearchBuffers { steps, rows, next_rows, states, next_states, waiting_by_step, extensions, payloads };
+    assignment
+}
+
+/// A scored extension of a state, as sorted: score, tie-break rank, state, parent, and the
+/// index of what the parent's row becomes.
+type ExtensionKey = (f64, usize, u32, u32, u32);
+
+/// The joint search's working memory, kept from one problem to the next: its largest buffers
+/// run to megabytes, and taking them fresh from the system for every problem (mapping,
+/// faulting and zeroing pages) cost a tenth of the search. Bounded by the largest problem's
+/// beam, which the beam's work bound caps.
+#[derive(Debug, Default)]
+pub struct SearchBuffers {
+    steps: Vec<Step>,
+    rows: Vec<ParentState>,
+    next_rows: Vec<ParentState>,
+    states: Vec<State>,
+    next_states: Vec<State>,
+    waiting_by_step: Vec<(u32, f64)>,
+    extensions: Vec<ExtensionKey>,
+    payloads: Vec<(f64, u64, Tail)>,
 }
 
 /// What [`polish`] gained, and per child the change in score of the best move or swap that
@@ -991,7 +1024,8 @@ mod tests {
     fn joint_assignment_follows_learned_timing() {
         let (timing, empty) = (trained(), EdgeTiming::default());
         let (parents, children) = two_interleaved_parents(&timing, &empty);
-        let got: Vec<usize> = beam_assign(&parents, &children, 16).into_iter().map(|(p, _)| p).collect();
+        let got: Vec<usize> =
+            beam_assign(&parents, &children, 16, &mut SearchBuffers::default()).into_iter().map(|(p, _)| p).collect();
         assert_eq!(got, [0, 1, 0, 1]);
     }
 
@@ -1020,7 +1054,7 @@ mod tests {
         let a = ParentSlot { interval: iv(0, 1_000), fixed: vec![], timing: &empty, fallback: &empty, open: false };
         let b = ParentSlot { interval: iv(10, 1_000), fixed: vec![], timing: &empty, fallback: &empty, open: false };
         let children = vec![ChildSlot { calls: vec![iv(20, 30)], candidates: vec![1, 0] }];
-        let got = beam_assign(&[a, b], &children, 8);
+        let got = beam_assign(&[a, b], &children, 8, &mut SearchBuffers::default());
         assert_eq!(got[0].0, 1);
         assert!(got[0].1 <= 0.5 + 1e-9);
     }
