@@ -78,17 +78,75 @@ pub enum Normalized {
     Ignored,
 }
 
+/// What a header tells normalization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeaderRole {
+    RequestId,
+    ContentLength,
+    TraceParent,
+    /// Sent with requests only: a response record carrying it logged the request's headers.
+    RequestLike,
+    /// Sent with responses only.
+    ResponseLike,
+    ContextSize,
+}
+
+/// The header names normalization reads (first match wins), and which name lengths occur:
+/// most headers of a record are none of them and are passed over on their length alone.
+#[derive(Debug)]
+struct HeaderNames {
+    names: Vec<(String, HeaderRole)>,
+    /// Bit `n` set when some name is `n` bytes long.
+    lengths: u128,
+    /// Some name is 128 bytes or longer (then so long a key is compared with every name).
+    long_names: bool,
+}
+
+impl HeaderNames {
+    fn new(config: &NormalizeConfig) -> Self {
+        use HeaderRole::*;
+        let mut names = vec![
+            (config.request_id_header.clone(), RequestId),
+            ("content-length".to_string(), ContentLength),
+            ("traceparent".to_string(), TraceParent),
+        ];
+        for h in ["user-agent", "accept", "accept-encoding", ":authority", "host"] {
+            names.push((h.to_string(), RequestLike));
+        }
+        for h in ["date", "server", "x-envoy-upstream-service-time"] {
+            names.push((h.to_string(), ResponseLike));
+        }
+        names.extend(config.context_size_headers.iter().map(|h| (h.clone(), ContextSize)));
+        let lengths = names.iter().filter(|(n, _)| n.len() < 128).fold(0u128, |m, (n, _)| m | 1 << n.len());
+        let long_names = names.iter().any(|(n, _)| n.len() >= 128);
+        HeaderNames { names, lengths, long_names }
+    }
+
+    fn role(&self, key: JStr<'_>) -> Option<HeaderRole> {
+        // An escaped key is longer raw than decoded: compare it with every name.
+        let len = key.raw().len();
+        let possible = key.is_escaped() || if len < 128 { self.lengths >> len & 1 == 1 } else { self.long_names };
+        if !possible {
+            return None;
+        }
+        self.names
+            .iter()
+            .find(|(name, _)| (key.is_escaped() || name.len() == len) && key.eq_ignore_ascii_case(name))
+            .map(|(_, role)| *role)
+    }
+}
+
 /// Builds [`HttpRecord`]s from flows.
 #[derive(Debug)]
 pub struct Normalizer {
-    config: NormalizeConfig,
+    headers: HeaderNames,
     namer: AgentNamer,
 }
 
 impl Normalizer {
     pub fn new(config: NormalizeConfig) -> Self {
         let namer = AgentNamer::new(config.name_labels.clone());
-        Normalizer { config, namer }
+        Normalizer { headers: HeaderNames::new(&config), namer }
     }
 
     pub fn namer(&self) -> &AgentNamer {
@@ -118,26 +176,19 @@ impl Normalizer {
         let mut request_like_headers = false;
         let mut response_like_headers = false;
         for (key, value) in http.headers.iter() {
-            if key.eq_ignore_ascii_case(&self.config.request_id_header) {
-                if request_id.is_none() && !value.is_empty() {
+            match self.headers.role(key) {
+                Some(HeaderRole::RequestId) if request_id.is_none() && !value.is_empty() => {
                     request_id = Some(self.namer.intern(&value.value()));
                 }
-            } else if key.eq_ignore_ascii_case("content-length") {
-                content_length = parse_size(value);
-            } else if key.eq_ignore_ascii_case("traceparent") {
-                traceparent = Some(value);
-                request_like_headers = true;
-            } else if ["user-agent", "accept", "accept-encoding", ":authority", "host"]
-                .iter()
-                .any(|h| key.eq_ignore_ascii_case(h))
-            {
-                request_like_headers = true;
-            } else if ["date", "server", "x-envoy-upstream-service-time"].iter().any(|h| key.eq_ignore_ascii_case(h)) {
-                response_like_headers = true;
-            } else if context_size.is_none()
-                && self.config.context_size_headers.iter().any(|h| key.eq_ignore_ascii_case(h))
-            {
-                context_size = parse_size(value);
+                Some(HeaderRole::ContentLength) => content_length = parse_size(value),
+                Some(HeaderRole::TraceParent) => {
+                    traceparent = Some(value);
+                    request_like_headers = true;
+                }
+                Some(HeaderRole::RequestLike) => request_like_headers = true,
+                Some(HeaderRole::ResponseLike) => response_like_headers = true,
+                Some(HeaderRole::ContextSize) if context_size.is_none() => context_size = parse_size(value),
+                Some(HeaderRole::RequestId | HeaderRole::ContextSize) | None => {}
             }
         }
         let trace_id = parse_trace_id(f.trace_id).or_else(|| traceparent.and_then(parse_traceparent));
@@ -282,6 +333,26 @@ mod tests {
         assert_eq!(split_url("http://10.0.0.1:80"), ("10.0.0.1", "/"));
         assert_eq!(split_url("http://[fd00::1]:80/a#b"), ("fd00::1", "/a"));
         assert_eq!(split_url("/relative?q"), ("", "/relative"));
+    }
+
+    /// Header names are matched case-insensitively, escaped or not, whatever their length,
+    /// and the configured ones take part like the built-in ones.
+    #[test]
+    fn reads_the_headers_it_knows_and_passes_over_the_rest() {
+        let long = format!("x-{}", "c".repeat(140));
+        let line = format!(
+            r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","Type":"L7","l7":{{"type":"REQUEST","http":{{"method":"POST","url":"http://a/b","headers":[{{"key":"Accept","value":"*/*"}},{{"key":"X-Request-Id","value":"r-1"}},{{"key":"X-Request-Id","value":"r-2"}},{{"key":"Content-Type","value":"text/plain"}},{{"key":"CONTENT-LENGTH","value":"42"}},{{"key":"{long}","value":"7000"}}]}}}}}}}}"#
+        );
+        let agentgraph_proto::Event::Flow(f) = agentgraph_proto::decode_line(line.as_bytes()).expect("decodes") else {
+            panic!("a flow")
+        };
+        let config = NormalizeConfig { context_size_headers: vec![long.to_uppercase()], ..NormalizeConfig::default() };
+        let Normalized::Http(r) = Normalizer::new(config).normalize(&f) else { panic!("an HTTP record") };
+        // The first request id wins; a configured context-size header wins over Content-Length.
+        assert_eq!(r.request_id.as_deref(), Some("r-1"));
+        assert_eq!(r.request_bytes, Some(7000));
+        let Normalized::Http(r) = Normalizer::new(NormalizeConfig::default()).normalize(&f) else { panic!() };
+        assert_eq!(r.request_bytes, Some(42));
     }
 
     #[test]

@@ -33,6 +33,11 @@ impl<'a> JStr<'a> {
         self.raw.is_empty()
     }
 
+    /// Whether the raw bytes hold escapes (then they are longer than the value).
+    pub fn is_escaped(&self) -> bool {
+        self.escaped
+    }
+
     /// The decoded value; invalid UTF-8 or a bad escape is replaced, never an error, because a
     /// display string must not make a whole flow undecodable.
     pub fn value(&self) -> Cow<'a, str> {
