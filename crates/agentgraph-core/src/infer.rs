@@ -557,7 +557,7 @@ struct State {
     /// Sum of the parents' prefix scores, plus the endings of parents whose calls are final.
     settled: f64,
     /// Sum of tie-break ranks (lower = closer to the simple rule).
-    rank: usize,
+    rank: u32,
     /// Combined hash of the frontiers: states that agree on it score every continuation the
     /// same, so only the better of them need be kept.
     signature: u64,
@@ -725,7 +725,7 @@ pub fn beam_assign(
                 };
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
-                extensions.push((total, s.rank + rank, si as u32, p as u32, payloads.len() as u32));
+                extensions.push((total, s.rank + rank as u32, si as u32, p as u32, payloads.len() as u32));
                 payloads.push((new_prefix, new_frontier, new_tail));
             }
         }
@@ -839,7 +839,7 @@ pub fn beam_assign(
 
 /// A scored extension of a state, as sorted: score, tie-break rank, state, parent, and the
 /// index of what the parent's row becomes.
-type ExtensionKey = (f64, usize, u32, u32, u32);
+type ExtensionKey = (f64, u32, u32, u32, u32);
 
 /// The joint search's working memory, kept from one problem to the next: its largest buffers
 /// run to megabytes, and taking them fresh from the system for every problem (mapping,
