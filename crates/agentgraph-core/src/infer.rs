@@ -221,14 +221,14 @@ impl EdgeTiming {
         let mut tail = Tail::default();
         let mut tokens = Vec::with_capacity(children.len());
         for c in children {
-            if tail.last_token.is_some() {
+            if tail.has_calls {
                 match tail.gap(*c) {
                     (true, gap) => self.parallel_gap.add(gap),
                     (false, gap) => self.sequential_gap.add(gap),
                 }
             }
             tail.push(Model::Uninformed, parent, *c);
-            tokens.extend(tail.last_token);
+            tokens.extend(tail.last_token());
         }
         self.last_to_end.add(parent.end - tail.max_end);
         self.update_gap_shares();
@@ -358,7 +358,7 @@ impl<'a> Model<'a> {
             Model::Uninformed => return 0.0,
             Model::Own(t) | Model::Pooled(t) => t,
         };
-        let Some(previous) = tail.last_token else {
+        let Some(previous) = tail.last_token() else {
             let timing = t.first_offset.log_p(call.start - parent.start);
             return match self {
                 Model::Own(t) => timing + t.ln_makes_calls(true) + t.ln_first_kind(token),
@@ -378,7 +378,7 @@ impl<'a> Model<'a> {
     /// How the sequence ends: the time from the last call to the answer and that no call
     /// follows it, or that the parent made no calls at all.
     fn completion(self, parent: Span, calls: Tail) -> f64 {
-        match (self, calls.last_token) {
+        match (self, calls.last_token()) {
             (Model::Uninformed, _) | (Model::Pooled(_), None) => 0.0,
             (Model::Own(t), None) => t.ln_makes_calls(false),
             (Model::Own(t) | Model::Pooled(t), Some(last)) => {
@@ -396,7 +396,7 @@ impl<'a> Model<'a> {
             Model::Uninformed => return 0.0,
             Model::Own(t) | Model::Pooled(t) => t,
         };
-        let Some(last) = calls.last_token else {
+        let Some(last) = calls.last_token() else {
             let Model::Own(t) = self else { return 0.0 };
             let first_due = t.first_offset.survival(now - parent.start);
             return (t.makes_calls(false) + t.makes_calls(true) * first_due).ln();
@@ -412,20 +412,21 @@ impl<'a> Model<'a> {
 
 /// A parent's calls so far (sorted by start) as far as scoring more of them, their ending or
 /// the wait for them needs: the last start, the latest end, and where the last call stands in
-/// the call sequence (kind, run, position in the run, token; no token: no calls).
+/// the call sequence (kind, run, position in the run). Kept small: the search copies one per
+/// parent for every state it keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Tail {
     last_start: Nanos,
     max_end: Nanos,
     last_kind: u64,
-    run: u64,
-    position: u64,
-    last_token: Option<u64>,
+    run: u32,
+    position: u32,
+    has_calls: bool,
 }
 
 impl Default for Tail {
     fn default() -> Self {
-        Tail { last_start: Nanos::MIN, max_end: Nanos::MIN, last_kind: 0, run: 0, position: 0, last_token: None }
+        Tail { last_start: Nanos::MIN, max_end: Nanos::MIN, last_kind: 0, run: 0, position: 0, has_calls: false }
     }
 }
 
@@ -438,22 +439,26 @@ impl Tail {
         tail
     }
 
+    /// The last call's token (`None`: no calls).
+    fn last_token(&self) -> Option<u64> {
+        self.has_calls.then(|| token(self.last_kind, self.run, self.position))
+    }
+
     /// Appends a call (starting no earlier than the last); returns the prefix terms it settles.
     fn push(&mut self, model: Model<'_>, parent: Span, call: Span) -> f64 {
-        let (run, position) = match self.last_token {
-            None => (0, 0),
-            Some(_) if self.last_kind != call.kind => (self.run + 1, 0),
-            Some(_) => (self.run, self.position + 1),
+        let (run, position) = match self.has_calls {
+            false => (0, 0),
+            true if self.last_kind != call.kind => (self.run.saturating_add(1), 0),
+            true => (self.run, self.position.saturating_add(1)),
         };
-        let token = token(call.kind, run, position);
-        let settled = model.next_call(parent, self, call, token);
+        let settled = model.next_call(parent, self, call, token(call.kind, run, position));
         *self = Tail {
             last_start: call.start,
-            max_end: if self.last_token.is_some() { self.max_end.max(call.end) } else { call.end },
+            max_end: if self.has_calls { self.max_end.max(call.end) } else { call.end },
             last_kind: call.kind,
             run,
             position,
-            last_token: Some(token),
+            has_calls: true,
         };
         settled
     }
@@ -471,10 +476,10 @@ impl Tail {
 
     /// The hash of what the calls mean for the calls to come.
     fn frontier(&self) -> u64 {
-        if self.last_token.is_none() {
+        if !self.has_calls {
             return 0;
         }
-        foldhash::fast::FixedState::with_seed(0x6672_6f6e).hash_one((self.last_start, self.max_end, self.last_token))
+        foldhash::fast::FixedState::with_seed(0x6672_6f6e).hash_one((self.last_start, self.max_end, self.last_token()))
     }
 }
 
@@ -482,8 +487,8 @@ impl Tail {
 /// belongs to (0 for the first) and its position in that run, so the model learns the order
 /// and size of steps ("one to three LLM calls after the search, and then the answer"), not
 /// only which kind may follow which.
-fn token(kind: u64, run: u64, position: u64) -> u64 {
-    let step = run.min(MAX_RUN) << 2 | position.min(MAX_RUN_POSITION);
+fn token(kind: u64, run: u32, position: u32) -> u64 {
+    let step = u64::from(run).min(MAX_RUN) << 2 | u64::from(position).min(MAX_RUN_POSITION);
     // Never END (0).
     (kind ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
 }
@@ -596,11 +601,7 @@ fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: Tail, now: Option<N
         Some(now) if slot.interval.end > now => {
             // A parent with a call starting at or after `now` (one fixed for certain) is not
             // waiting for anything.
-            if calls.last_token.is_some() && calls.last_start >= now {
-                0.0
-            } else {
-                model.waiting(slot.interval, calls, now)
-            }
+            if calls.has_calls && calls.last_start >= now { 0.0 } else { model.waiting(slot.interval, calls, now) }
         }
         _ => model.completion(slot.interval, calls),
     }
