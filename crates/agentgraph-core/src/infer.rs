@@ -635,8 +635,10 @@ pub fn beam_assign(
     rows.clear();
     states.clear();
     waiting_by_step.clear();
-    let beam = beam.max(1);
+    // Extension keys hold states and parents in 16 bits.
+    let beam = beam.clamp(1, 1 << 16);
     let width = parents.len();
+    assert!(width <= 1 << 16, "at most 65,536 candidate parents");
     let models: Vec<Model<'_>> = parents.iter().map(|slot| Model::of(slot.timing, slot.fallback)).collect();
     let mut scratch: Vec<Span> = Vec::new();
     // After the last child that may be given to it, a parent's calls are final: its ending is
@@ -687,6 +689,7 @@ pub fn beam_assign(
     // Kept states by signature, to merge a state into a better one with the same future.
     let mut kept: foldhash::HashMap<u64, usize> = Default::default();
     let mut in_play: Vec<usize> = Vec::new();
+    let mut candidate_rank: Vec<usize> = vec![0; width];
     for (i, child) in children.iter().enumerate() {
         let now = child.start();
         in_play.clear();
@@ -726,14 +729,15 @@ pub fn beam_assign(
                 };
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
-                extensions.push((total, s.rank + rank as u32, si as u32, p as u32, payloads.len() as u32));
+                extensions.push(extension_key(total, s.rank + rank as u32, si, p));
                 payloads.push((new_prefix, new_frontier, new_tail));
             }
         }
-        // Best first; ties by the simple rule's preference, then by position (deterministic).
-        let order = |a: &ExtensionKey, b: &ExtensionKey| {
-            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
-        };
+        // Payloads were pushed state by state, each state's in candidate order.
+        let candidates = child.candidates.len();
+        for (rank, &p) in child.candidates.iter().enumerate() {
+            candidate_rank[p] = rank;
+        }
         let block = beam + beam / 2;
         let mut sorted = 0;
         // Keep the best `beam` states that differ in what is to come (recombination: of two
@@ -751,14 +755,13 @@ pub fn beam_assign(
                 let rest = &mut extensions[sorted..];
                 let size = block.min(rest.len());
                 if rest.len() > size {
-                    rest.select_nth_unstable_by(size, order);
+                    rest.select_nth_unstable(size);
                 }
-                rest[..size].sort_unstable_by(order);
+                rest[..size].sort_unstable();
                 sorted += size;
             }
-            let (_, rank, si, p, payload) = extensions[e];
-            let (si, p) = (si as usize, p as usize);
-            let (new_prefix, new_frontier, new_tail) = payloads[payload as usize];
+            let (rank, si, p) = extension_parts(extensions[e]);
+            let (new_prefix, new_frontier, new_tail) = payloads[si * candidates + candidate_rank[p]];
             let old = &states[si];
             let old_row = &rows[si * width..(si + 1) * width];
             let mut signature =
@@ -838,9 +841,23 @@ pub fn beam_assign(
     assignment
 }
 
-/// A scored extension of a state, as sorted: score, tie-break rank, state, parent, and the
-/// index of what the parent's row becomes.
-type ExtensionKey = (f64, u32, u32, u32, u32);
+/// A scored extension of a state as one integer whose order is the search's: best score
+/// first, then the lower tie-break rank (closer to the simple rule), then state and parent
+/// (deterministic). Sorting these is several times cheaper than sorting tuples.
+type ExtensionKey = u128;
+
+fn extension_key(score: f64, rank: u32, state: usize, parent: usize) -> ExtensionKey {
+    debug_assert!(state <= usize::from(u16::MAX) && parent <= usize::from(u16::MAX));
+    // `f64::total_cmp`'s order as an unsigned integer, inverted so that higher scores sort first.
+    let bits = score.to_bits();
+    let ascending = if bits >> 63 == 1 { !bits } else { bits | 1 << 63 };
+    u128::from(!ascending) << 64 | u128::from(rank) << 32 | (state as u128) << 16 | parent as u128
+}
+
+/// The tie-break rank, state and parent of an [`extension_key`].
+fn extension_parts(key: ExtensionKey) -> (u32, usize, usize) {
+    ((key >> 32) as u32, (key >> 16) as u16 as usize, key as u16 as usize)
+}
 
 /// The joint search's working memory, kept from one problem to the next: its largest buffers
 /// run to megabytes, and taking them fresh from the system for every problem (mapping,
@@ -1058,6 +1075,32 @@ mod tests {
         let got = beam_assign(&[a, b], &children, 8, &mut SearchBuffers::default());
         assert_eq!(got[0].0, 1);
         assert!(got[0].1 <= 0.5 + 1e-9);
+    }
+
+    /// Extension keys sort as (score descending, rank, state, parent) ascending, for every sign
+    /// and tie, and give their parts back.
+    #[test]
+    fn extension_keys_sort_as_the_search_orders() {
+        let scores = [-1e300, -52.5, -3.0, -0.0, 0.0, 1.5, f64::NEG_INFINITY, f64::INFINITY];
+        let mut items = Vec::new();
+        for &score in &scores {
+            for rank in [0u32, 7, u32::MAX] {
+                for parent in [0, 1, 65_535] {
+                    // Distinct states name each item, so the sorted parts show the whole order.
+                    items.push((score, rank, 65_535 - items.len(), parent));
+                }
+            }
+        }
+        let order = |a: &(f64, u32, usize, usize), b: &(f64, u32, usize, usize)| {
+            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3))
+        };
+        let mut by_tuple = items.clone();
+        by_tuple.sort_by(order);
+        let mut by_key: Vec<u128> = items.iter().map(|&(s, r, st, p)| extension_key(s, r, st, p)).collect();
+        by_key.sort_unstable();
+        let parts: Vec<(u32, usize, usize)> = by_key.iter().map(|&k| extension_parts(k)).collect();
+        let expected: Vec<(u32, usize, usize)> = by_tuple.iter().map(|&(_, r, st, p)| (r, st, p)).collect();
+        assert_eq!(parts, expected);
     }
 
     #[test]
