@@ -130,6 +130,67 @@ impl Histogram {
     }
 }
 
+/// Which token follows which: counts by the earlier token and, under it, by the next, with
+/// `ln(count + ALPHA_SEQ)` and `ln(total + ALPHA_SEQ · KINDS)` kept current, so scoring a step
+/// takes one lookup and a short scan (a token has few followers) and no logarithm.
+#[derive(Clone, Debug, Default)]
+pub struct Successors {
+    by_token: HashMap<u64, Followers>,
+    pairs: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Followers {
+    total: u32,
+    ln_total: f64,
+    /// (next token, count, `ln(count + ALPHA_SEQ)`).
+    next: Vec<(u64, u32, f64)>,
+}
+
+impl Successors {
+    fn add(&mut self, a: u64, b: u64) {
+        let followers = self.by_token.entry(a).or_default();
+        followers.total = followers.total.saturating_add(1);
+        followers.ln_total = (f64::from(followers.total) + ALPHA_SEQ * KINDS).ln();
+        match followers.next.iter_mut().find(|(next, _, _)| *next == b) {
+            Some((_, count, ln_count)) => {
+                *count = count.saturating_add(1);
+                *ln_count = (f64::from(*count) + ALPHA_SEQ).ln();
+            }
+            None => {
+                followers.next.push((b, 1, (1.0 + ALPHA_SEQ).ln()));
+                self.pairs += 1;
+            }
+        }
+    }
+
+    /// Distinct (token, next token) pairs seen.
+    pub fn len(&self) -> usize {
+        self.pairs
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs == 0
+    }
+
+    /// How often `b` followed `a`, and how often anything did.
+    fn counts(&self, a: u64, b: u64) -> (u32, u32) {
+        self.by_token.get(&a).map_or((0, 0), |f| {
+            (f.next.iter().find(|(next, _, _)| *next == b).map_or(0, |&(_, count, _)| count), f.total)
+        })
+    }
+
+    /// `ln((count(a → b) + ALPHA_SEQ) / (count(a → anything) + ALPHA_SEQ · KINDS))`.
+    fn ln_step(&self, a: u64, b: u64) -> f64 {
+        match self.by_token.get(&a) {
+            None => LN_ALPHA_SEQ - LN_ALPHA_SEQ_KINDS,
+            Some(f) => {
+                f.next.iter().find(|(next, _, _)| *next == b).map_or(LN_ALPHA_SEQ, |&(_, _, ln)| ln) - f.ln_total
+            }
+        }
+    }
+}
+
 /// Counts by key with `ln(count + ALPHA_SEQ)` kept current: scoring, far more frequent than
 /// learning, needs no logarithm.
 #[derive(Clone, Debug)]
@@ -182,9 +243,7 @@ pub struct EdgeTiming {
     /// Which kind of call comes first, which follows which, and which comes last (a Markov
     /// chain over the kinds of calls this agent makes).
     pub first_kind: LnCounts<u64>,
-    pub transitions: LnCounts<(u64, u64)>,
-    /// How often each token was followed by another (smoothed by `ALPHA_SEQ · KINDS`).
-    pub from_kind: LnCounts<u64>,
+    pub transitions: Successors,
     /// Kinds of call made several at once (a fan-out: a call started while one of the same
     /// kind still ran), and how far apart such calls start.
     pub fanned_out_kinds: HashMap<u64, FanOutGaps>,
@@ -237,16 +296,12 @@ impl EdgeTiming {
             for token in tokens {
                 match previous {
                     None => self.first_kind.add(token, ALPHA_SEQ),
-                    Some(a) => {
-                        self.transitions.add((a, token), ALPHA_SEQ);
-                        self.from_kind.add(a, ALPHA_SEQ * KINDS);
-                    }
+                    Some(a) => self.transitions.add(a, token),
                 }
                 previous = Some(token);
             }
             if let Some(last) = previous {
-                self.transitions.add((last, END), ALPHA_SEQ);
-                self.from_kind.add(last, ALPHA_SEQ * KINDS);
+                self.transitions.add(last, END);
             }
             for (i, c) in children.iter().enumerate() {
                 let launched_before =
@@ -310,13 +365,13 @@ impl EdgeTiming {
 
     /// `P(kind b follows kind a)` (see `ln_step`).
     fn step(&self, a: u64, b: u64) -> f64 {
-        (f64::from(self.transitions.count(&(a, b))) + ALPHA_SEQ)
-            / (f64::from(self.from_kind.count(&a)) + ALPHA_SEQ * KINDS)
+        let (pair, from) = self.transitions.counts(a, b);
+        (f64::from(pair) + ALPHA_SEQ) / (f64::from(from) + ALPHA_SEQ * KINDS)
     }
 
     /// `ln P(kind b follows kind a)` in the call-sequence model (`b = END`: a is the last call).
     fn ln_step(&self, a: u64, b: u64) -> f64 {
-        self.transitions.ln(&(a, b), LN_ALPHA_SEQ) - self.from_kind.ln(&a, LN_ALPHA_SEQ_KINDS)
+        self.transitions.ln_step(a, b)
     }
 
     fn ln_first_kind(&self, kind: u64) -> f64 {
