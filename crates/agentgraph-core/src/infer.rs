@@ -683,6 +683,7 @@ pub fn beam_assign(
         mut states,
         mut next_states,
         mut waiting_by_step,
+        mut extended_by_step,
         mut extensions,
         mut payloads,
     } = std::mem::take(buffers);
@@ -690,6 +691,7 @@ pub fn beam_assign(
     rows.clear();
     states.clear();
     waiting_by_step.clear();
+    extended_by_step.clear();
     // Extension keys hold states and parents in 16 bits.
     let beam = beam.clamp(1, 1 << 16);
     let width = parents.len();
@@ -739,6 +741,7 @@ pub fn beam_assign(
     // last step names: states share most rows, so each is computed once per child, not once
     // per state. Entries are stamped with the child they were computed for.
     let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
+    let mut extended_without_steps: Vec<(u32, Extended)> = vec![(NONE, UNEXTENDED); width];
     // Candidate extensions are scored first and only the kept ones are materialized; the sort
     // moves small keys (score, rank, state, parent, index), not the payload.
     // Kept states by signature, to merge a state into a better one with the same future.
@@ -753,6 +756,7 @@ pub fn beam_assign(
         payloads.clear();
         let stamp = i as u32;
         waiting_by_step.resize(steps.len(), (NONE, 0.0));
+        extended_by_step.resize(steps.len(), (NONE, UNEXTENDED));
         for (si, s) in states.iter().enumerate() {
             let row = &rows[si * width..(si + 1) * width];
             let mut base = s.settled;
@@ -768,20 +772,31 @@ pub fn beam_assign(
                 base += waiting[p];
             }
             for (rank, &p) in child.candidates.iter().enumerate() {
-                let (new_prefix, new_frontier, new_tail) = if row[p].tail.last_start < now {
-                    // The new calls come after all of the parent's: score just them.
-                    let mut tail = row[p].tail;
-                    let prefix = child
-                        .calls
-                        .iter()
-                        .fold(row[p].prefix, |s, c| s + tail.push(models[p], parents[p].interval, *c));
-                    (prefix, tail.frontier(), tail)
-                } else {
-                    // A certain call starts later: score the whole merged sequence.
-                    calls_of(&fixed[p], children, &steps, row[p].last, &child.calls, &mut scratch);
-                    let prefix = models[p].prefix(parents[p].interval, &scratch);
-                    (prefix, frontier(&scratch, child.calls.last().map_or(now, |c| c.start)), Tail::of(&scratch))
+                // What the parent's row becomes depends only on its calls so far, which its last
+                // step names: computed once per child for all the states that share them.
+                let cached = match row[p].last {
+                    NONE => &mut extended_without_steps[p],
+                    step => &mut extended_by_step[step as usize],
                 };
+                if cached.0 != stamp {
+                    let extended = if row[p].tail.last_start < now {
+                        // The new calls come after all of the parent's: score just them.
+                        let mut tail = row[p].tail;
+                        let prefix = child
+                            .calls
+                            .iter()
+                            .fold(row[p].prefix, |s, c| s + tail.push(models[p], parents[p].interval, *c));
+                        (prefix, tail.frontier(), tail)
+                    } else {
+                        // A certain call starts later: score the whole merged sequence.
+                        calls_of(&fixed[p], children, &steps, row[p].last, &child.calls, &mut scratch);
+                        let prefix = models[p].prefix(parents[p].interval, &scratch);
+                        let upto = child.calls.last().map_or(now, |c| c.start);
+                        (prefix, frontier(&scratch, upto), Tail::of(&scratch))
+                    };
+                    *cached = (stamp, extended);
+                }
+                let (new_prefix, new_frontier, new_tail) = cached.1;
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
                 extensions.push(extension_key(total, s.rank + rank as u32, si, p));
@@ -892,7 +907,17 @@ pub fn beam_assign(
             (chosen, confidence)
         })
         .collect();
-    *buffers = SearchBuffers { steps, rows, next_rows, states, next_states, waiting_by_step, extensions, payloads };
+    *buffers = SearchBuffers {
+        steps,
+        rows,
+        next_rows,
+        states,
+        next_states,
+        waiting_by_step,
+        extended_by_step,
+        extensions,
+        payloads,
+    };
     assignment
 }
 
@@ -926,9 +951,16 @@ pub struct SearchBuffers {
     states: Vec<State>,
     next_states: Vec<State>,
     waiting_by_step: Vec<(u32, f64)>,
+    extended_by_step: Vec<(u32, Extended)>,
     extensions: Vec<ExtensionKey>,
-    payloads: Vec<(f64, u64, Tail)>,
+    payloads: Vec<Extended>,
 }
+
+/// A parent's row after it is given a child: prefix score, frontier and tail.
+type Extended = (f64, u64, Tail);
+
+const UNEXTENDED: Extended =
+    (0.0, 0, Tail { last_start: 0, max_end: 0, last_kind: 0, run: 0, position: 0, has_calls: false });
 
 /// What [`polish`] gained, and per child the change in score of the best move or swap that
 /// gives it another parent (−∞ if none), once no move improves.
