@@ -663,8 +663,9 @@ fn unsettled(slot: &ParentSlot<'_>, model: Model<'_>, calls: Tail, now: Option<N
 }
 
 /// Assigns each child (in order of start) to one of its candidates, keeping the `beam` best
-/// partial assignments. Returns, per child, the chosen parent index and a confidence in (0, 1]:
-/// the probability of the best choice against the best alternative for that child.
+/// partial assignments, then polishes the best by exact local moves (`polish`). Returns, per
+/// child, the chosen parent index and a confidence in (0, 1]: the probability of the best
+/// choice against the best alternative for that child.
 ///
 /// Partial assignments are compared fairly at each child's start: a parent's calls so far are
 /// scored as a prefix, plus what the time since its last call says (the next call or the
@@ -737,13 +738,14 @@ pub fn beam_assign(
     let signature = rows.iter().enumerate().fold(0, |h, (p, r)| h ^ signature_part(p, r.frontier));
     states.push(State { last: NONE, settled, rank: 0, signature });
     let mut waiting: Vec<f64> = vec![0.0; width];
-    // A parent's waiting term at a child's start depends only on its calls so far, which its
-    // last step names: states share most rows, so each is computed once per child, not once
-    // per state. Entries are stamped with the child they were computed for.
+    // A parent's waiting term at a child's start, and its row once given the child, depend
+    // only on its calls so far, which its last step names: states share most rows, so each is
+    // computed once per child, not once per state. Entries are stamped with the child they
+    // were computed for (by step; by parent for a parent given nothing yet).
     let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
     let mut extended_without_steps: Vec<(u32, Extended)> = vec![(NONE, UNEXTENDED); width];
     // Candidate extensions are scored first and only the kept ones are materialized; the sort
-    // moves small keys (score, rank, state, parent, index), not the payload.
+    // moves one integer key per extension (`extension_key`), not the payload.
     // Kept states by signature, to merge a state into a better one with the same future.
     let mut kept: foldhash::HashMap<u64, usize> = Default::default();
     let mut in_play: Vec<usize> = Vec::new();
