@@ -801,7 +801,7 @@ pub fn beam_assign(
                 let (new_prefix, new_frontier, new_tail) = cached.1;
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
-                extensions.push(extension_key(total, s.rank + rank as u32, si, p));
+                extensions.push(extension_key(total, s.rank.saturating_add(rank as u32), si, p));
                 payloads.push((new_prefix, new_frontier, new_tail));
             }
         }
