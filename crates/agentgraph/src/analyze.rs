@@ -130,7 +130,10 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                    ordered: &mut StartOrder,
                    out: &mut BufWriter<io::StdoutLock<'_>>|
      -> io::Result<()> {
-        summary.aggregates.add(&g);
+        // Edge and agent statistics are for the text and JSON reports; ndjson streams requests only.
+        if args.format != Format::Ndjson {
+            summary.aggregates.add(&g);
+        }
         summary.by_correlation[match g.correlation {
             Correlation::TraceContext => 0,
             Correlation::RequestId => 1,
