@@ -75,8 +75,6 @@ const FAN_OUT_SAMPLES: u32 = 10;
 /// How one agent launches a kind of call several at once.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FanOutGaps {
-    /// Calls seen started while another of the kind still ran.
-    pub calls: u32,
     /// Start-to-start gaps (to the previous such call) of at most [`FAN_OUT_SPREAD`] seen,
     /// and the widest of them.
     pub samples: u32,
@@ -165,12 +163,8 @@ impl Successors {
     }
 
     /// Distinct (token, next token) pairs seen.
-    pub fn len(&self) -> usize {
+    fn pairs(&self) -> usize {
         self.pairs
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pairs == 0
     }
 
     /// How often `b` followed `a`, and how often anything did.
@@ -218,14 +212,6 @@ impl<K: std::hash::Hash + Eq> LnCounts<K> {
 
     pub fn count(&self, key: &K) -> u32 {
         self.map.get(key).map_or(0, |e| e.0)
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
@@ -291,7 +277,7 @@ impl EdgeTiming {
         }
         self.last_to_end.add(parent.end - tail.max_end);
         self.update_gap_shares();
-        if self.transitions.len() < 4_096 {
+        if self.transitions.pairs() < 4_096 {
             let mut previous = None;
             for token in tokens {
                 match previous {
@@ -308,7 +294,6 @@ impl EdgeTiming {
                     children[..i].iter().filter(|e| e.kind == c.kind && e.end > c.start).map(|e| e.start).max();
                 if let Some(previous) = launched_before {
                     let gaps = self.fanned_out_kinds.entry(c.kind).or_default();
-                    gaps.calls = gaps.calls.saturating_add(1);
                     let gap = c.start - previous;
                     if certain && gap <= FAN_OUT_SPREAD {
                         gaps.samples = gaps.samples.saturating_add(1);
@@ -686,7 +671,6 @@ pub fn beam_assign(
         mut waiting_by_step,
         mut extended_by_step,
         mut extensions,
-        mut payloads,
     } = std::mem::take(buffers);
     steps.clear();
     rows.clear();
@@ -745,17 +729,15 @@ pub fn beam_assign(
     let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
     let mut extended_without_steps: Vec<(u32, Extended)> = vec![(NONE, UNEXTENDED); width];
     // Candidate extensions are scored first and only the kept ones are materialized; the sort
-    // moves one integer key per extension (`extension_key`), not the payload.
+    // moves one integer key per extension (`extension_key`), not what the row becomes.
     // Kept states by signature, to merge a state into a better one with the same future.
     let mut kept: foldhash::HashMap<u64, usize> = Default::default();
     let mut in_play: Vec<usize> = Vec::new();
-    let mut candidate_rank: Vec<usize> = vec![0; width];
     for (i, child) in children.iter().enumerate() {
         let now = child.start();
         in_play.clear();
         in_play.extend((0..width).filter(|&p| last_use[p].is_some_and(|u| u >= i)));
         extensions.clear();
-        payloads.clear();
         let stamp = i as u32;
         waiting_by_step.resize(steps.len(), (NONE, 0.0));
         extended_by_step.resize(steps.len(), (NONE, UNEXTENDED));
@@ -763,10 +745,7 @@ pub fn beam_assign(
             let row = &rows[si * width..(si + 1) * width];
             let mut base = s.settled;
             for &p in &in_play {
-                let cached = match row[p].last {
-                    NONE => &mut waiting_without_steps[p],
-                    step => &mut waiting_by_step[step as usize],
-                };
+                let cached = per_last_step(&mut waiting_by_step, &mut waiting_without_steps, p, row[p].last);
                 if cached.0 != stamp {
                     *cached = (stamp, unsettled(&parents[p], models[p], row[p].tail, Some(now)));
                 }
@@ -776,10 +755,7 @@ pub fn beam_assign(
             for (rank, &p) in child.candidates.iter().enumerate() {
                 // What the parent's row becomes depends only on its calls so far, which its last
                 // step names: computed once per child for all the states that share them.
-                let cached = match row[p].last {
-                    NONE => &mut extended_without_steps[p],
-                    step => &mut extended_by_step[step as usize],
-                };
+                let cached = per_last_step(&mut extended_by_step, &mut extended_without_steps, p, row[p].last);
                 if cached.0 != stamp {
                     let extended = if row[p].tail.last_start < now {
                         // The new calls come after all of the parent's: score just them.
@@ -798,17 +774,11 @@ pub fn beam_assign(
                     };
                     *cached = (stamp, extended);
                 }
-                let (new_prefix, new_frontier, new_tail) = cached.1;
+                let new_prefix = cached.1.0;
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - row[p].prefix);
                 extensions.push(extension_key(total, s.rank.saturating_add(rank as u32), si, p));
-                payloads.push((new_prefix, new_frontier, new_tail));
             }
-        }
-        // Payloads were pushed state by state, each state's in candidate order.
-        let candidates = child.candidates.len();
-        for (rank, &p) in child.candidates.iter().enumerate() {
-            candidate_rank[p] = rank;
         }
         let block = beam + beam / 2;
         let mut sorted = 0;
@@ -833,9 +803,11 @@ pub fn beam_assign(
                 sorted += size;
             }
             let (rank, si, p) = extension_parts(extensions[e]);
-            let (new_prefix, new_frontier, new_tail) = payloads[si * candidates + candidate_rank[p]];
             let old = &states[si];
             let old_row = &rows[si * width..(si + 1) * width];
+            // Scored above for this child, for every state sharing the parent's last step.
+            let (new_prefix, new_frontier, new_tail) =
+                per_last_step(&mut extended_by_step, &mut extended_without_steps, p, old_row[p].last).1;
             let mut signature =
                 old.signature ^ signature_part(p, old_row[p].frontier) ^ signature_part(p, new_frontier);
             let mut settled = old.settled + (new_prefix - old_row[p].prefix);
@@ -909,17 +881,8 @@ pub fn beam_assign(
             (chosen, confidence)
         })
         .collect();
-    *buffers = SearchBuffers {
-        steps,
-        rows,
-        next_rows,
-        states,
-        next_states,
-        waiting_by_step,
-        extended_by_step,
-        extensions,
-        payloads,
-    };
+    *buffers =
+        SearchBuffers { steps, rows, next_rows, states, next_states, waiting_by_step, extended_by_step, extensions };
     assignment
 }
 
@@ -955,7 +918,15 @@ pub struct SearchBuffers {
     waiting_by_step: Vec<(u32, f64)>,
     extended_by_step: Vec<(u32, Extended)>,
     extensions: Vec<ExtensionKey>,
-    payloads: Vec<Extended>,
+}
+
+/// The entry of a per-child cache for parent `p` whose last step is `last`: by step, or by
+/// parent for a parent given nothing yet.
+fn per_last_step<'c, T>(by_step: &'c mut [T], without_steps: &'c mut [T], p: usize, last: u32) -> &'c mut T {
+    match last {
+        NONE => &mut without_steps[p],
+        step => &mut by_step[step as usize],
+    }
 }
 
 /// A parent's row after it is given a child: prefix score, frontier and tail.
@@ -1012,8 +983,11 @@ fn polish(
         for i in 0..n {
             let p = choice[i];
             // Give child i to another candidate.
+            // Parent p's score without child i: the same for every other candidate.
+            let mut without_i = None;
             for &q in children[i].candidates.iter().filter(|&&q| q != p) {
-                let (new_p, new_q) = (score_of(p, &members[p], Some(i), None), score_of(q, &members[q], None, Some(i)));
+                let new_p = *without_i.get_or_insert_with(|| score_of(p, &members[p], Some(i), None));
+                let new_q = score_of(q, &members[q], None, Some(i));
                 work += 1;
                 let delta = new_p + new_q - score[p] - score[q];
                 if delta > POLISH_EPSILON {
