@@ -1366,11 +1366,12 @@ impl Engine {
             for &i in calls {
                 let child = children[i].0;
                 let parent = parent_ids[p];
-                self.calls.get_mut(&child).expect("listed").decided_jointly = true;
+                let call = self.calls.get_mut(&child).expect("listed");
+                call.decided_jointly = true;
                 // A clear-cut joint decision teaches like a certain one; a close call does not, and
                 // its candidates' lists of calls may be incomplete.
                 if confidence < CLEAR_DECISION {
-                    self.calls.get_mut(&child).expect("listed").inferred = true;
+                    call.inferred = true;
                     for c in &children[i].2 {
                         if let Some(pc) = self.calls.get_mut(c) {
                             pc.contested = true;

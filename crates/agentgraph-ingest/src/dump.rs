@@ -140,25 +140,17 @@ impl Source {
     fn next_line(&mut self) -> io::Result<Result<bool, usize>> {
         let mut too_long = 0usize;
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
-                let (start, stop) = (self.pos, self.pos + i);
-                self.pos = stop + 1;
-                self.line += 1;
-                if too_long > 0 {
-                    return Ok(Err(too_long + i + 1));
-                }
-                self.set_line(start, stop);
-                return Ok(Ok(true));
-            }
-            if self.eof {
-                if self.pos == self.end && too_long == 0 {
+            let newline = memchr::memchr(b'\n', &self.buf[self.pos..self.end]).map(|i| self.pos + i);
+            if newline.is_some() || self.eof {
+                if newline.is_none() && self.pos == self.end && too_long == 0 {
                     return Ok(Ok(false));
                 }
-                let (start, stop) = (self.pos, self.end);
-                self.pos = self.end;
+                // A line ends at its newline, or unterminated at the end of the input.
+                let (start, stop) = (self.pos, newline.unwrap_or(self.end));
+                self.pos = newline.map_or(self.end, |n| n + 1);
                 self.line += 1;
                 if too_long > 0 {
-                    return Ok(Err(too_long + stop - start));
+                    return Ok(Err(too_long + self.pos - start));
                 }
                 self.set_line(start, stop);
                 return Ok(Ok(true));
