@@ -17,8 +17,34 @@ fn ms(n: Nanos) -> f64 {
     n as f64 / 1e6
 }
 
-fn time(n: Nanos) -> String {
-    agentgraph_proto::time::format_rfc3339_nanos(n)
+/// An event time, serialized as RFC 3339 with nine fraction digits (formatted on the stack:
+/// every call has one, and a `String` each was most of the cost of writing a report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamp(pub Nanos);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = agentgraph_proto::time::rfc3339_nanos_bytes(self.0);
+        serializer.serialize_str(std::str::from_utf8(&bytes).expect("ASCII digits and separators"))
+    }
+}
+
+/// A call's id within its request graph, serialized as `c<index>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallRef(pub usize);
+
+impl Serialize for CallRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 21];
+        buf[0] = b'c';
+        let digits = self.0.checked_ilog10().unwrap_or(0) as usize + 1;
+        let mut v = self.0;
+        for k in (1..=digits).rev() {
+            buf[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        serializer.serialize_str(std::str::from_utf8(&buf[..=digits]).expect("ASCII digits"))
+    }
 }
 
 /// `input` of the report.
@@ -35,14 +61,14 @@ pub struct InputJson {
 /// One call of a request graph.
 #[derive(Clone, Debug, Serialize)]
 pub struct CallJson {
-    pub id: String,
-    pub parent: Option<String>,
+    pub id: CallRef,
+    pub parent: Option<CallRef>,
     pub client: Arc<str>,
     pub server: Arc<str>,
     pub method: Arc<str>,
     pub path: Arc<str>,
     pub status: Option<u16>,
-    pub start: String,
+    pub start: Timestamp,
     pub duration_ms: Option<f64>,
     pub request_bytes: Option<u64>,
     pub response_bytes: Option<u64>,
@@ -67,7 +93,7 @@ pub struct RequestJson {
     pub id: String,
     pub correlation: &'static str,
     pub root: Arc<str>,
-    pub start: String,
+    pub start: Timestamp,
     pub duration_ms: f64,
     pub calls: Vec<CallJson>,
     pub stats: StatsJson,
@@ -80,14 +106,14 @@ impl From<&RequestGraph> for RequestJson {
             .iter()
             .enumerate()
             .map(|(i, c)| CallJson {
-                id: format!("c{i}"),
-                parent: c.parent.map(|p| format!("c{p}")),
+                id: CallRef(i),
+                parent: c.parent.map(CallRef),
                 client: c.client.clone(),
                 server: c.server.clone(),
                 method: c.method.clone(),
                 path: c.path.clone(),
                 status: c.status,
-                start: time(c.start),
+                start: Timestamp(c.start),
                 duration_ms: c.duration.map(ms),
                 request_bytes: c.request_bytes,
                 response_bytes: c.response_bytes,
@@ -98,7 +124,7 @@ impl From<&RequestGraph> for RequestJson {
             id: g.id.clone(),
             correlation: g.correlation.as_str(),
             root: g.calls[g.root].server.clone(),
-            start: time(g.start),
+            start: Timestamp(g.start),
             duration_ms: ms(g.duration()),
             calls,
             stats: StatsJson {

@@ -786,6 +786,38 @@ impl<'a> Cursor<'a> {
         items.into_iter()
     }
 
+    /// `{"a":"...","b":"..."}` exactly as Hubble prints a header or workload (compact, in this
+    /// order, nothing else): its two strings, read without the general object walk. Anything else
+    /// leaves the cursor where it was, for that walk.
+    #[inline]
+    fn exact_pair(&mut self, a: &[u8], b: &[u8]) -> Option<(JStr<'a>, JStr<'a>)> {
+        let start = self.i;
+        let pair = self.exact_pair_at(a, b);
+        if pair.is_none() {
+            self.i = start;
+        }
+        pair
+    }
+
+    #[inline]
+    fn exact_pair_at(&mut self, a: &[u8], b: &[u8]) -> Option<(JStr<'a>, JStr<'a>)> {
+        let first = self.take(b"{\"") && self.take(a) && self.take(b"\":") && self.peek() == Some(b'"');
+        let first = if first { self.string().ok()? } else { return None };
+        let second = self.take(b",\"") && self.take(b) && self.take(b"\":") && self.peek() == Some(b'"');
+        let second = if second { self.string().ok()? } else { return None };
+        self.take(b"}").then_some((first, second))
+    }
+
+    /// Consumes `literal` if the input continues with it.
+    #[inline(always)]
+    fn take(&mut self, literal: &[u8]) -> bool {
+        let found = self.b[self.i..].starts_with(literal);
+        if found {
+            self.i += literal.len();
+        }
+        found
+    }
+
     /// For an array of objects, the pair of string members `a` and `b` of each element, decoded
     /// lazily (headers are read on every HTTP record, so this path does not allocate).
     pub(crate) fn array_pairs(self, a: &'static [u8], b: &'static [u8]) -> PairIter<'a> {
@@ -826,6 +858,9 @@ impl<'a> Iterator for PairIter<'a> {
             }
         }
         let (a, b) = (self.a, self.b);
+        if let Some(pair) = cur.exact_pair(a, b) {
+            return Some(pair);
+        }
         let mut pair = (JStr::default(), JStr::default());
         let parsed = cur.object(|cur, k| {
             if k == a {
@@ -1038,5 +1073,31 @@ mod tests {
         let line = r#"{"flow":{"time":"2026-01-01T00:00:00Z","Type":"L7","l7":{"type":"REQUEST","http":{"method":"GET","url":"http://a/b?x=1\u0026y=\"2\"\ud83d\ude00"}}},"time":"2026-01-01T00:00:00Z"}"#;
         let f = flow(line);
         assert_eq!(f.l7.unwrap().http.unwrap().url.value(), "http://a/b?x=1&y=\"2\"\u{1F600}");
+    }
+
+    #[test]
+    fn reads_header_pairs_in_every_form() {
+        // The compact form takes the direct path; the others take the object walk and must agree.
+        let forms = [
+            (r#"[{"key":"A","value":"1"},{"key":"B","value":"2"}]"#, vec![("A", "1"), ("B", "2")]),
+            (r#"[ { "key" : "A" , "value" : "1" } ]"#, vec![("A", "1")]),
+            (r#"[{"value":"1","key":"A"}]"#, vec![("A", "1")]),
+            (r#"[{"key":"A","value":"1","extra":[1,{"x":"}"}]}]"#, vec![("A", "1")]),
+            (r#"[{"key":"A","value":null}]"#, vec![("A", "")]),
+            (r#"[{"key":"A"}]"#, vec![("A", "")]),
+            (r#"[{"k\u0065y":"A","value":"1"}]"#, vec![("", "1")]),
+            (r#"[{"key":"A\"","value":"x\\"}]"#, vec![("A\"", "x\\")]),
+            (r#"[{"key":"A","value":"1"},{"key":"B""#, vec![("A", "1")]),
+            (r#"[{"key":"A","value":"1"}}"#, vec![("A", "1")]),
+        ];
+        for (json, expected) in forms {
+            let pairs: Vec<(String, String)> = Cursor::new(json.as_bytes())
+                .array_pairs(b"key", b"value")
+                .map(|(k, v)| (k.value().into_owned(), v.value().into_owned()))
+                .collect();
+            let expected: Vec<(String, String)> =
+                expected.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(pairs, expected, "{json}");
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! RFC 3339 timestamps as Hubble prints them (`2021-10-04T14:28:38.735173594Z`), converted to and
 //! from nanoseconds since the Unix epoch without going through a calendar library.
 
-use std::fmt::Write as _;
-
 /// Parses an RFC 3339 timestamp (`Z` or a numeric offset, 0 to 9 fraction digits) into
 /// nanoseconds since the Unix epoch. Returns `None` for anything else.
 pub fn parse_rfc3339_nanos(s: &[u8]) -> Option<i64> {
@@ -83,12 +81,39 @@ pub fn format_rfc3339_nanos(nanos: i64) -> String {
 
 /// Appends the RFC 3339 form of `nanos` (see [`format_rfc3339_nanos`]) to `out`.
 pub fn write_rfc3339_nanos(out: &mut String, nanos: i64) {
+    out.push_str(std::str::from_utf8(&rfc3339_nanos_bytes(nanos)).expect("ASCII digits and separators"));
+}
+
+/// The RFC 3339 form of `nanos` (see [`format_rfc3339_nanos`]), thirty bytes:
+/// reports print two timestamps per call, and the formatting machinery cost more than the rest
+/// of the call's JSON.
+pub fn rfc3339_nanos_bytes(nanos: i64) -> [u8; 30] {
     let secs = nanos.div_euclid(1_000_000_000);
     let frac = nanos.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", sod / 3600, (sod / 60) % 60, sod % 60);
+    // i64 nanoseconds span the years 1677 to 2262: always four digits.
+    debug_assert!((1000..=9999).contains(&y));
+    let mut buf = [0u8; 30];
+    let mut put = |at: usize, value: i64, width: usize| {
+        let mut v = value;
+        for k in (at..at + width).rev() {
+            buf[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, sod / 3600, 2);
+    put(14, (sod / 60) % 60, 2);
+    put(17, sod % 60, 2);
+    put(20, frac, 9);
+    for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (29, b'Z')] {
+        buf[at] = separator;
+    }
+    buf
 }
 
 // Howard Hinnant's days_from_civil / civil_from_days (public domain algorithms).
@@ -150,6 +175,22 @@ mod tests {
         for s in ["2026-11-25T10:00:00.123456789Z", "1999-12-31T23:59:59.000000001Z"] {
             let n = parse_rfc3339_nanos(s.as_bytes()).unwrap();
             assert_eq!(format_rfc3339_nanos(n), s);
+        }
+    }
+
+    #[test]
+    fn formats_like_the_general_formatter() {
+        let general = |nanos: i64| {
+            let secs = nanos.div_euclid(1_000_000_000);
+            let frac = nanos.rem_euclid(1_000_000_000);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let sod = secs.rem_euclid(86_400);
+            format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", sod / 3600, (sod / 60) % 60, sod % 60)
+        };
+        let samples = [0, -1, 1, 999_999_999, 1_764_064_800_009_405_547, i64::MAX, i64::MIN];
+        for nanos in samples.into_iter().chain((0..2000).map(|k| k * 4_611_686_018_427_387 - 4_611_686_018_427_387_000))
+        {
+            assert_eq!(format_rfc3339_nanos(nanos), general(nanos), "{nanos}");
         }
     }
 }
