@@ -1014,13 +1014,7 @@ impl Engine {
                 .rev()
                 .filter(|&c| c != id)
                 .filter(|c| {
-                    self.calls.get(c).is_some_and(|c| {
-                        c.closed_at.is_none_or(|t| t >= horizon)
-                            && ((c.trace_id.is_some() && c.trace_id == call.trace_id)
-                                || (call.trace_id.is_none()
-                                    && c.request_id.is_some()
-                                    && c.request_id == call.request_id))
-                    })
+                    self.calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon) && id_tier(c, call) > 0)
                 })
                 .take(IN_FLIGHT_KEPT)
                 .collect();
@@ -1084,9 +1078,7 @@ impl Engine {
                 return None;
             }
             let p = self.calls.get(&pid)?;
-            if let (Some(a), Some(b)) = (p.trace_id, call.trace_id)
-                && a != b
-            {
+            if conflicting_traces(p, call) {
                 return None;
             }
             let (parent_node, p_start, p_end) = p.served_view();
@@ -1107,14 +1099,7 @@ impl Engine {
             if is_ancestor_or_self(&self.calls, id, pid) {
                 return None;
             }
-            let tier = if p.trace_id.is_some() && p.trace_id == call.trace_id {
-                2
-            } else if p.request_id.is_some() && p.request_id == call.request_id {
-                1
-            } else {
-                0
-            };
-            Some((tier, p_start, pid))
+            Some((id_tier(p, call), p_start, pid))
         };
         let mut best: Vec<(u8, Nanos, CallId)> = sharing_an_id.iter().filter_map(|&pid| candidate(pid)).collect();
         if !best.iter().any(|(tier, _, _)| *tier > 0) {
@@ -1599,6 +1584,26 @@ impl Engine {
 }
 
 /// What kind of call this is, for the call-sequence model: its server agent and path.
+/// Both calls carry a trace id, and not the same one: they belong to different requests.
+fn conflicting_traces(a: &Call, b: &Call) -> bool {
+    matches!((a.trace_id, b.trace_id), (Some(x), Some(y)) if x != y)
+}
+
+/// How strongly propagated ids tie a candidate `parent` to `child`: 2 for one trace id, 1 for
+/// one request id (their trace ids not conflicting: a hop may add a trace, or drop it), else 0.
+/// The one definition of "shares an id", for the calls in flight at a child's start and for the
+/// parent decision alike.
+fn id_tier(parent: &Call, child: &Call) -> u8 {
+    if parent.trace_id.is_some() && parent.trace_id == child.trace_id {
+        2
+    } else if !conflicting_traces(parent, child) && parent.request_id.is_some() && parent.request_id == child.request_id
+    {
+        1
+    } else {
+        0
+    }
+}
+
 fn call_kind(c: &Call) -> u64 {
     hash_pair(c.server.info.agent.as_bytes(), c.path.as_bytes()) | 1
 }
@@ -1683,6 +1688,7 @@ fn synthesized_id(root: &CallRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::EndpointInfo;
 
     #[test]
     fn time_queue_gives_entries_smallest_first_however_they_arrive() {
@@ -1700,5 +1706,67 @@ mod tests {
         }
         assert_eq!(out, [0, 1, 1, 2, 3, 4, 5, 6, 6, 9, 10]);
         assert!(q.peek().is_none());
+    }
+
+    fn peer(agent: &str, pod: &str, last_octet: u8, port: u16) -> Peer {
+        Peer {
+            info: EndpointInfo {
+                agent: Arc::from(agent),
+                source: crate::names::NameSource::Strong,
+                pod: Arc::from(pod),
+                family: Arc::from(agent),
+            },
+            ip: Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, last_octet))),
+            port,
+        }
+    }
+
+    fn request(time_ms: i64, client: Peer, server: Peer, request_id: &str, trace_id: Option<u128>) -> HttpRecord {
+        HttpRecord {
+            time: time_ms * 1_000_000,
+            node: Arc::from("node-1"),
+            direction: TrafficDirection::Egress,
+            is_response: false,
+            url_key: u64::from(server.info.agent.len() as u32),
+            client,
+            server,
+            method: Arc::from("POST"),
+            path: Arc::from("/"),
+            http2: false,
+            status: 0,
+            latency_ns: 0,
+            request_id: Some(Arc::from(request_id)),
+            trace_id,
+            request_bytes: None,
+            response_bytes: None,
+            tiebreak: time_ms as u64,
+        }
+    }
+
+    #[test]
+    fn a_traced_call_finds_its_parent_by_request_id_among_many_in_flight() {
+        // The orchestrator serves more requests than the in-flight list keeps; the oldest one
+        // (request id r0, no trace) starts a trace in its call to the LLM, which never answers.
+        // Its request id alone must name the parent, as it does for an answered call.
+        let orchestrator = |port| peer("agents/orchestrator", "agents/orch-1", 2, port);
+        let mut engine = Engine::new(EngineConfig::default(), NormalizeConfig::default());
+        let served = IN_FLIGHT_KEPT + 4;
+        for k in 0..served {
+            let gateway = peer("ingress/gateway", "ingress/gateway-1", 1, 40_000 + k as u16);
+            engine.push(Box::new(request(k as i64, gateway, orchestrator(8080), &format!("r{k}"), None)));
+        }
+        let llm = peer("llm/llm-gateway", "llm/llm-1", 3, 8080);
+        engine.push(Box::new(request(100, orchestrator(50_000), llm, "r0", Some(0xabc))));
+        engine.finish();
+        let graphs: Vec<RequestGraph> = engine.drain().collect();
+        assert_eq!(graphs.len(), served);
+        let with_llm = graphs
+            .iter()
+            .find(|g| g.calls.iter().any(|c| &*c.server == "llm/llm-gateway"))
+            .expect("the LLM call is reported");
+        let child = with_llm.calls.iter().find(|c| &*c.server == "llm/llm-gateway").expect("found");
+        let parent = &with_llm.calls[child.parent.expect("the LLM call has a parent")];
+        assert_eq!(parent.request_id.as_deref(), Some("r0"));
+        assert_eq!(with_llm.calls.len(), 2);
     }
 }
