@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use agentgraph_proto::{DecodeError, Event, decode_line};
 
@@ -91,14 +93,54 @@ const READ_CHUNK: usize = 256 << 10;
 
 /// Opens a dump file (`-` is stdin), detecting gzip and zstd compression by magic bytes.
 pub fn open(path: &str) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
+    open_counted(path, &Arc::default())
+}
+
+/// [`open`], adding the bytes read from the file (before decompression) to `read`.
+fn open_counted(path: &str, read: &Arc<AtomicU64>) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
     let raw: Box<dyn Read + Send> = if path == "-" {
-        Box::new(io::stdin())
+        Box::new(Counted { inner: io::stdin(), read: read.clone() })
     } else {
-        Box::new(File::open(Path::new(path)).map_err(|source| IngestError::Open { path: path.to_string(), source })?)
+        let file =
+            File::open(Path::new(path)).map_err(|source| IngestError::Open { path: path.to_string(), source })?;
+        Box::new(Counted { inner: file, read: read.clone() })
     };
     let name = if path == "-" { "<stdin>".to_string() } else { path.to_string() };
     let reader = decompressed(raw).map_err(|source| IngestError::Open { path: path.to_string(), source })?;
     Ok((name, reader))
+}
+
+/// A reader that adds the bytes read through it to a counter another thread or closure can read.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// How far a [`DumpReader`] has got through its files, readable while it runs (a cheap clone).
+#[derive(Clone, Debug, Default)]
+pub struct InputPosition {
+    read: Arc<AtomicU64>,
+    total: Option<u64>,
+}
+
+impl InputPosition {
+    /// Bytes read from the files so far, as stored (compressed bytes for compressed files).
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    /// The files' total size, when every input is a regular file (not stdin or a pipe).
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.total
+    }
 }
 
 /// Wraps a byte stream in a gzip or zstd decoder when its first bytes say it is compressed.
@@ -195,27 +237,37 @@ impl Source {
 pub struct DumpReader {
     sources: Vec<Source>,
     stats: ReadStats,
+    position: InputPosition,
 }
 
 impl DumpReader {
     /// Opens every path (`-` is stdin).
     pub fn open(paths: &[String]) -> Result<Self, IngestError> {
+        let read = Arc::new(AtomicU64::new(0));
         let mut sources = Vec::with_capacity(paths.len());
+        let mut total = Some(0u64);
         for p in paths {
-            let (name, reader) = open(p)?;
+            let (name, reader) = open_counted(p, &read)?;
             sources.push(Source::new(name, reader));
+            let size = (p != "-").then(|| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())).flatten();
+            total = total.zip(size).map(|(t, s)| t + s);
         }
-        Ok(DumpReader { sources, stats: ReadStats::default() })
+        Ok(DumpReader { sources, stats: ReadStats::default(), position: InputPosition { read, total } })
     }
 
-    /// Reads from already-open readers (tests, in-memory dumps).
+    /// Reads from already-open readers (tests, in-memory dumps); their position is not tracked.
     pub fn from_readers(readers: Vec<(String, Box<dyn BufRead + Send>)>) -> Self {
         let sources = readers.into_iter().map(|(name, reader)| Source::new(name, reader)).collect();
-        DumpReader { sources, stats: ReadStats::default() }
+        DumpReader { sources, stats: ReadStats::default(), position: InputPosition::default() }
     }
 
     pub fn stats(&self) -> &ReadStats {
         &self.stats
+    }
+
+    /// How far reading has got, for progress reports while [`DumpReader::run`] holds the reader.
+    pub fn position(&self) -> InputPosition {
+        self.position.clone()
     }
 
     /// Reads everything, calling `on_event` for each decoded event in merged time order.
@@ -365,6 +417,36 @@ mod tests {
 
     fn reader(name: &str, text: String) -> (String, Box<dyn BufRead + Send>) {
         (name.to_string(), Box::new(io::Cursor::new(text.into_bytes())))
+    }
+
+    #[test]
+    fn position_reaches_the_stored_size_of_plain_and_compressed_files() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text: String =
+            (0..2_000).map(|k| line(&format!("2026-01-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60), 1) + "\n").collect();
+        let plain = dir.path().join("a.jsonl");
+        std::fs::write(&plain, &text).expect("write");
+        let gzipped = dir.path().join("b.jsonl.gz");
+        let mut gz =
+            flate2::write::GzEncoder::new(File::create(&gzipped).expect("create"), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).expect("compress");
+        gz.finish().expect("finish");
+        let paths: Vec<String> = [&plain, &gzipped].iter().map(|p| p.display().to_string()).collect();
+        let stored: u64 = paths.iter().map(|p| std::fs::metadata(p).expect("size").len()).sum();
+
+        let mut r = DumpReader::open(&paths).expect("open");
+        let position = r.position();
+        assert_eq!(position.total_bytes(), Some(stored));
+        let mut seen = Vec::new();
+        r.run(|_, _| seen.push(position.bytes_read()));
+        assert_eq!(seen.len(), 4_000);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "the position never goes back");
+        assert!(seen[0] < stored, "files are read as their lines are consumed");
+        assert_eq!(position.bytes_read(), stored);
+
+        let from_stdin = DumpReader::open(&["-".to_string()]).expect("stdin");
+        assert_eq!(from_stdin.position().total_bytes(), None);
     }
 
     #[test]

@@ -6,4 +6,4 @@ pub mod dump;
 pub mod hubble;
 pub mod replay;
 
-pub use dump::{DumpReader, IngestError, ReadStats, SkippedLine};
+pub use dump::{DumpReader, IngestError, InputPosition, ReadStats, SkippedLine};

@@ -10,6 +10,7 @@ use agentgraph_proto::Event;
 use anyhow::Result;
 
 use crate::cli::{AnalyzeArgs, Format};
+use crate::progress::Progress;
 use crate::text;
 
 /// The bundled demo: a small agent cluster recorded as Hubble JSON (see testdata/README.md).
@@ -28,15 +29,19 @@ fn learning_pass(
     mut reader: DumpReader,
     config: &EngineConfig,
     normalize: &NormalizeConfig,
+    quiet: bool,
 ) -> Option<(TimingModel, u64)> {
     let mut engine = Engine::new(config.clone(), normalize.clone());
     let mut flows: u64 = 0;
+    let mut requests: u64 = 0;
     let mut stopped_early = false;
+    let mut progress = Progress::new("learning call timing", reader.position(), quiet);
     reader.run_while(|event, _line| {
+        progress.tick(flows, requests);
         if !engine.push_event(event) {
             return true;
         }
-        engine.drain().for_each(drop);
+        requests += engine.drain().count() as u64;
         flows += u64::from(matches!(event, Event::Flow(_)));
         if flows.is_multiple_of(4_096)
             && (engine.timing_settled(SETTLED_EXAMPLES)
@@ -47,6 +52,7 @@ fn learning_pass(
         }
         true
     });
+    progress.finish();
     if !stopped_early {
         engine.finish();
         engine.drain().for_each(drop);
@@ -94,8 +100,11 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         })
     };
     let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
-    let learned =
-        if rereadable && !args.single_pass { learning_pass(open_input()?.0, &config, &normalize) } else { None };
+    let learned = if rereadable && !args.single_pass {
+        learning_pass(open_input()?.0, &config, &normalize, args.quiet)
+    } else {
+        None
+    };
     let (mut reader, files) = open_input()?;
     let mut engine = Engine::new(config, normalize);
     let learning_flows = learned.map(|(model, flows)| {
@@ -166,16 +175,21 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             Ok(())
         };
 
+    let mut progress = Progress::new("analyzing", reader.position(), args.quiet);
+    let (mut flows, mut requests) = (0u64, 0u64);
     reader.run(|event, _line| {
+        progress.tick(flows, requests);
         if write_error.is_some() {
             return;
         }
         if !engine.push_event(event) {
             return;
         }
+        flows += u64::from(matches!(event, Event::Flow(_)));
         let mut released = false;
         for g in engine.drain().collect::<Vec<_>>() {
             released = true;
+            requests += 1;
             if let Err(e) = deliver(g, &mut summary, &mut ordered, &mut out) {
                 write_error = Some(e);
             }
@@ -187,6 +201,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             write_error = Some(e);
         }
     });
+    progress.finish();
     if let Some(e) = write_error {
         return Err(e.into());
     }

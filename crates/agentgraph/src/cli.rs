@@ -349,6 +349,10 @@ pub struct AnalyzeArgs {
     /// parent, so it costs a fraction of a read unless the dump is mostly ambiguous.
     #[arg(long)]
     pub single_pass: bool,
+
+    /// Do not draw the progress line (drawn on stderr only when stderr is a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`, `500us`, `100ns` into nanoseconds.

@@ -3,6 +3,7 @@
 mod analyze;
 mod cli;
 mod collect;
+mod progress;
 mod simulate;
 mod text;
 
