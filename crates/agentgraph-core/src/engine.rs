@@ -1583,7 +1583,6 @@ impl Engine {
     }
 }
 
-/// What kind of call this is, for the call-sequence model: its server agent and path.
 /// Both calls carry a trace id, and not the same one: they belong to different requests.
 fn conflicting_traces(a: &Call, b: &Call) -> bool {
     matches!((a.trace_id, b.trace_id), (Some(x), Some(y)) if x != y)
@@ -1604,6 +1603,7 @@ fn id_tier(parent: &Call, child: &Call) -> u8 {
     }
 }
 
+/// What kind of call this is, for the call-sequence model: its server agent and path.
 fn call_kind(c: &Call) -> u64 {
     hash_pair(c.server.info.agent.as_bytes(), c.path.as_bytes()) | 1
 }
