@@ -1,6 +1,6 @@
 //! `agentgraph analyze`: wires dump files through the engine into the chosen output format.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
 use agentgraph_core::report::{Aggregates, InputJson, RequestJson, SCHEMA, StartOrder, TopK};
@@ -99,9 +99,12 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             (DumpReader::open(&args.files)?, args.files.clone())
         })
     };
+    // The progress line shares the terminal with stdout when both are one: it is drawn then only
+    // for the text format, which prints nothing before the end.
+    let quiet = args.quiet || (args.format != Format::Text && io::stdout().is_terminal());
     let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
     let learned = if rereadable && !args.single_pass {
-        learning_pass(open_input()?.0, &config, &normalize, args.quiet)
+        learning_pass(open_input()?.0, &config, &normalize, quiet)
     } else {
         None
     };
@@ -175,7 +178,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             Ok(())
         };
 
-    let mut progress = Progress::new("analyzing", reader.position(), args.quiet);
+    let mut progress = Progress::new("analyzing", reader.position(), quiet);
     let (mut flows, mut requests) = (0u64, 0u64);
     reader.run(|event, _line| {
         progress.tick(flows, requests);

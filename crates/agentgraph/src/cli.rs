@@ -350,7 +350,8 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub single_pass: bool,
 
-    /// Do not draw the progress line (drawn on stderr only when stderr is a terminal).
+    /// Do not draw the progress line. It is drawn on stderr only when stderr is a terminal,
+    /// and for the json and ndjson formats only when stdout is not that terminal too.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
