@@ -103,11 +103,8 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     // for the text format, which prints nothing before the end.
     let quiet = args.quiet || (args.format != Format::Text && io::stdout().is_terminal());
     let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
-    let learned = if rereadable && !args.single_pass {
-        learning_pass(open_input()?.0, &config, &normalize, quiet)
-    } else {
-        None
-    };
+    let learned =
+        if rereadable && !args.single_pass { learning_pass(open_input()?.0, &config, &normalize, quiet) } else { None };
     let (mut reader, files) = open_input()?;
     let mut engine = Engine::new(config, normalize);
     let learning_flows = learned.map(|(model, flows)| {
