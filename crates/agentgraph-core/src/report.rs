@@ -35,15 +35,12 @@ pub struct CallRef(pub usize);
 
 impl Serialize for CallRef {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 21];
-        buf[0] = b'c';
-        let digits = self.0.checked_ilog10().unwrap_or(0) as usize + 1;
-        let mut v = self.0;
-        for k in (1..=digits).rev() {
-            buf[k] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        serializer.serialize_str(std::str::from_utf8(&buf[..=digits]).expect("ASCII digits"))
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.0);
+        let mut text = [0u8; 21];
+        text[0] = b'c';
+        text[1..=digits.len()].copy_from_slice(digits.as_bytes());
+        serializer.serialize_str(std::str::from_utf8(&text[..=digits.len()]).expect("ASCII"))
     }
 }
 
@@ -392,5 +389,23 @@ impl StartOrder {
 
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: impl Serialize) -> String {
+        serde_json::to_string(&value).expect("serializes")
+    }
+
+    #[test]
+    fn call_ids_and_times_serialize_as_the_contract_writes_them() {
+        assert_eq!(json(CallRef(0)), r#""c0""#);
+        assert_eq!(json(CallRef(10)), r#""c10""#);
+        assert_eq!(json(CallRef(usize::MAX)), format!(r#""c{}""#, usize::MAX));
+        assert_eq!(json(Timestamp(0)), r#""1970-01-01T00:00:00.000000000Z""#);
+        assert_eq!(json(Timestamp(-1)), r#""1969-12-31T23:59:59.999999999Z""#);
     }
 }

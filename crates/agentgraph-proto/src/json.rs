@@ -555,6 +555,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Result<()> {
         let rest = &self.b[self.i..];
         if rest.starts_with(word) {
@@ -801,21 +802,12 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn exact_pair_at(&mut self, a: &[u8], b: &[u8]) -> Option<(JStr<'a>, JStr<'a>)> {
-        let first = self.take(b"{\"") && self.take(a) && self.take(b"\":") && self.peek() == Some(b'"');
+        let take = |cur: &mut Self, word: &[u8]| cur.literal(word).is_ok();
+        let first = take(self, b"{\"") && take(self, a) && take(self, b"\":") && self.peek() == Some(b'"');
         let first = if first { self.string().ok()? } else { return None };
-        let second = self.take(b",\"") && self.take(b) && self.take(b"\":") && self.peek() == Some(b'"');
+        let second = take(self, b",\"") && take(self, b) && take(self, b"\":") && self.peek() == Some(b'"');
         let second = if second { self.string().ok()? } else { return None };
-        self.take(b"}").then_some((first, second))
-    }
-
-    /// Consumes `literal` if the input continues with it.
-    #[inline(always)]
-    fn take(&mut self, literal: &[u8]) -> bool {
-        let found = self.b[self.i..].starts_with(literal);
-        if found {
-            self.i += literal.len();
-        }
-        found
+        take(self, b"}").then_some((first, second))
     }
 
     /// For an array of objects, the pair of string members `a` and `b` of each element, decoded

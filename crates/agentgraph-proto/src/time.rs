@@ -84,9 +84,9 @@ pub fn write_rfc3339_nanos(out: &mut String, nanos: i64) {
     out.push_str(std::str::from_utf8(&rfc3339_nanos_bytes(nanos)).expect("ASCII digits and separators"));
 }
 
-/// The RFC 3339 form of `nanos` (see [`format_rfc3339_nanos`]), thirty bytes:
-/// reports print two timestamps per call, and the formatting machinery cost more than the rest
-/// of the call's JSON.
+/// The RFC 3339 form of `nanos` (see [`format_rfc3339_nanos`]), thirty bytes: reports print
+/// one timestamp per call and one per request, and the formatting machinery had cost more than
+/// the rest of a call's JSON.
 pub fn rfc3339_nanos_bytes(nanos: i64) -> [u8; 30] {
     let secs = nanos.div_euclid(1_000_000_000);
     let frac = nanos.rem_euclid(1_000_000_000);

@@ -99,8 +99,8 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             (DumpReader::open(&args.files)?, args.files.clone())
         })
     };
-    // The progress line shares the terminal with stdout when both are one: it is drawn then only
-    // for the text format, which prints nothing before the end.
+    // Request lines printed to a terminal would land on the progress line: with stdout on a
+    // terminal it is drawn only for the text format, which prints nothing before the end.
     let quiet = args.quiet || (args.format != Format::Text && io::stdout().is_terminal());
     let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
     let learned =

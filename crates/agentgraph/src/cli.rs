@@ -351,7 +351,7 @@ pub struct AnalyzeArgs {
     pub single_pass: bool,
 
     /// Do not draw the progress line. It is drawn on stderr only when stderr is a terminal,
-    /// and for the json and ndjson formats only when stdout is not that terminal too.
+    /// and for the json and ndjson formats only when stdout is not a terminal.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
