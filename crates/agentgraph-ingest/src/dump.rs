@@ -17,12 +17,14 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// How many skipped lines are kept with their position for the report.
 pub const SKIP_EXAMPLES: usize = 20;
 
+/// The cause is part of the message, not a separate `source()`: reports print the chain of
+/// sources too, which would say the cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("cannot open {path}: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("cannot read {path} after line {line}: {source}")]
-    Read { path: String, line: u64, source: io::Error },
+    #[error("cannot open {path}: {error}")]
+    Open { path: String, error: io::Error },
+    #[error("cannot read {path} after line {line}: {error}")]
+    Read { path: String, line: u64, error: io::Error },
 }
 
 /// A line that could not be decoded.
@@ -101,12 +103,11 @@ fn open_counted(path: &str, read: &Arc<AtomicU64>) -> Result<(String, Box<dyn Bu
     let raw: Box<dyn Read + Send> = if path == "-" {
         Box::new(Counted { inner: io::stdin(), read: read.clone() })
     } else {
-        let file =
-            File::open(Path::new(path)).map_err(|source| IngestError::Open { path: path.to_string(), source })?;
+        let file = File::open(Path::new(path)).map_err(|error| IngestError::Open { path: path.to_string(), error })?;
         Box::new(Counted { inner: file, read: read.clone() })
     };
     let name = if path == "-" { "<stdin>".to_string() } else { path.to_string() };
-    let reader = decompressed(raw).map_err(|source| IngestError::Open { path: path.to_string(), source })?;
+    let reader = decompressed(raw).map_err(|error| IngestError::Open { path: path.to_string(), error })?;
     Ok((name, reader))
 }
 
@@ -357,7 +358,7 @@ impl DumpReader {
                 Err(e) => {
                     stats
                         .read_errors
-                        .push(IngestError::Read { path: src.name.clone(), line: src.line, source: e }.to_string());
+                        .push(IngestError::Read { path: src.name.clone(), line: src.line, error: e }.to_string());
                     src.done = true;
                     return false;
                 }

@@ -283,4 +283,6 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open /nonexistent/flows.jsonl"), "{err}");
+    // The cause once, not repeated by the error chain.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
