@@ -13,7 +13,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
-use crate::infer::{ChildSlot, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
+use crate::infer::{ChildSlot, Decision, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
 use crate::names::AgentNamer;
 use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
 use agentgraph_proto::{Event, FlowView};
@@ -1332,7 +1332,13 @@ impl Engine {
             let size = problem.len() * slots.len();
             beam_assign(&slots, &problem, (BEAM_WORK / size.max(1)).clamp(MIN_BEAM, MAX_BEAM), &mut self.search)
         } else {
-            problem.iter().map(|c| (c.candidates[0], 1.0 / c.candidates.len() as f64)).collect()
+            problem
+                .iter()
+                .map(|c| {
+                    let even = 1.0 / c.candidates.len() as f64;
+                    Decision { parent: c.candidates[0], confidence: even, local_confidence: even }
+                })
+                .collect()
         };
         let mut unlearned = 0;
         for (calls, unit) in members.iter().zip(&problem) {
@@ -1347,15 +1353,15 @@ impl Engine {
             self.joint_parents.extend(joint_parents);
         }
         let mut touched = Vec::new();
-        for (calls, (p, confidence)) in members.iter().zip(assignment) {
+        for (calls, decision) in members.iter().zip(assignment) {
             for &i in calls {
                 let child = children[i].0;
-                let parent = parent_ids[p];
+                let parent = parent_ids[decision.parent];
                 let call = self.calls.get_mut(&child).expect("listed");
                 call.decided_jointly = true;
                 // A clear-cut joint decision teaches like a certain one; a close call does not, and
                 // its candidates' lists of calls may be incomplete.
-                if confidence < CLEAR_DECISION {
+                if decision.local_confidence < CLEAR_DECISION {
                     call.inferred = true;
                     for c in &children[i].2 {
                         if let Some(pc) = self.calls.get_mut(c) {
@@ -1363,7 +1369,7 @@ impl Engine {
                         }
                     }
                 }
-                self.link(child, parent, 0.9 * confidence);
+                self.link(child, parent, 0.9 * decision.confidence);
                 touched.push(self.calls[&parent].group);
             }
         }

@@ -58,7 +58,15 @@ pub struct EvalResult {
     pub infer_parent_accuracy: f64,
     /// Matched calls with a non-null true parent for which the simple rule had 2 or more candidates.
     pub ambiguous_calls: usize,
+    /// Matched calls reported with a confidence of at least [`CONFIDENT`].
+    pub confident_calls: usize,
+    /// Parent accuracy over those: how far a high reported confidence can be trusted.
+    pub confident_parent_accuracy: f64,
 }
+
+/// The reported confidence from which a call counts as confident (the analyzer's certain links
+/// are 1.0, a lone containing candidate 0.9, a joint decision 0.9 × its probability).
+pub const CONFIDENT: f64 = 0.9;
 
 /// Pass/fail limits on an [`EvalResult`]; `None` means unchecked.
 #[derive(Clone, Debug, Default)]
@@ -70,6 +78,7 @@ pub struct Thresholds {
     pub min_exact_requests: Option<f64>,
     pub min_exact_fan_out_depth: Option<f64>,
     pub min_size_accuracy: Option<f64>,
+    pub min_confident_parent_accuracy: Option<f64>,
     pub max_latency_mae_ms: Option<f64>,
 }
 
@@ -89,6 +98,12 @@ impl Thresholds {
                 "--min-exact-fan-out-depth",
             ),
             (self.min_size_accuracy, r.size_accuracy, "size accuracy", "--min-size-accuracy"),
+            (
+                self.min_confident_parent_accuracy,
+                r.confident_parent_accuracy,
+                "confident parent accuracy",
+                "--min-confident-parent-accuracy",
+            ),
         ];
         let mut out = Vec::new();
         for (limit, value, name, flag) in mins {
@@ -136,6 +151,8 @@ impl EvalResult {
             ("simple-rule parent accuracy", Cell::Rate(self.simple_rule_parent_accuracy)),
             ("infer parent accuracy", Cell::Rate(self.infer_parent_accuracy)),
             ("ambiguous calls", Cell::Count(self.ambiguous_calls)),
+            ("confident calls (>= 0.9)", Cell::Count(self.confident_calls)),
+            ("confident parent accuracy", Cell::Rate(self.confident_parent_accuracy)),
         ];
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0).max("metric".len());
         let mut out = format!("{:<width$}  {:>12}\n", "metric", "value");
@@ -184,6 +201,8 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
     let mut simple_correct = 0usize;
     let mut ambiguous = 0usize;
     let mut ambiguous_correct = 0usize;
+    let mut confident = 0usize;
+    let mut confident_correct = 0usize;
     let mut roots_correct = 0usize;
     let mut exact = 0usize;
     let mut exact_trees = 0usize;
@@ -208,6 +227,12 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
                 ambiguous += 1;
                 if ok {
                     ambiguous_correct += 1;
+                }
+            }
+            if rcall.confidence.is_some_and(|c| c >= CONFIDENT) {
+                confident += 1;
+                if ok {
+                    confident_correct += 1;
                 }
             }
             if call.request_bytes == rcall.request_bytes {
@@ -287,6 +312,8 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
         simple_rule_parent_accuracy: ratio(simple_correct, true_calls),
         infer_parent_accuracy: ratio(ambiguous_correct, ambiguous),
         ambiguous_calls: ambiguous,
+        confident_calls: confident,
+        confident_parent_accuracy: ratio(confident_correct, confident),
     })
 }
 
@@ -317,6 +344,8 @@ struct Call {
     start: i64,
     duration_ms: Option<f64>,
     request_bytes: Option<i128>,
+    /// Reports only.
+    confidence: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -390,6 +419,7 @@ fn parse_doc(doc: &Value, kind: Kind) -> Result<Vec<Req>, String> {
                 start,
                 duration_ms,
                 request_bytes: opt_int(co, "request_bytes", &cctx)?,
+                confidence: opt_f64(co, "confidence", &cctx)?,
             });
         }
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
@@ -796,18 +826,20 @@ mod tests {
             r.status_accuracy,
             r.simple_rule_parent_accuracy,
             r.infer_parent_accuracy,
+            r.confident_parent_accuracy,
         ] {
             assert_eq!(rate, 1.0, "{r:?}");
         }
         assert_eq!(r.latency_mae_ms, 0.0);
         assert_eq!(r.latency_p95_error_ms, 0.0);
         assert_eq!(r.ambiguous_calls, 0);
+        assert_eq!(r.confident_calls, r.matched_calls);
         assert!(Thresholds::default().check(&r).is_empty());
         let table = r.table();
         assert!(table.starts_with("metric"));
         assert!(table.contains("100.00%"));
         assert!(table.contains("0.000 ms"));
-        assert_eq!(table.lines().count(), 20);
+        assert_eq!(table.lines().count(), 22);
     }
 
     #[test]
@@ -847,6 +879,25 @@ mod tests {
         let mut report = to_report(&truth);
         report["requests"][0]["calls"][1]["parent"] = json!("nope");
         assert!(close(eval(&report, &truth).parent_accuracy, 5.0 / 6.0));
+    }
+
+    #[test]
+    fn confident_parent_accuracy_counts_only_calls_reported_confident() {
+        let truth = base_truth();
+        let mut report = to_report(&truth);
+        // A wrong parent reported as a coin flip, and one reported as near certain.
+        report["requests"][0]["calls"][3]["parent"] = json!("c2");
+        report["requests"][0]["calls"][3]["confidence"] = json!(0.45);
+        let r = eval(&report, &truth);
+        assert_eq!((r.confident_calls, r.confident_parent_accuracy), (5, 1.0), "{r:?}");
+        report["requests"][0]["calls"][2]["parent"] = json!("c1");
+        report["requests"][0]["calls"][2]["confidence"] = json!(0.9);
+        let r = eval(&report, &truth);
+        assert_eq!(r.confident_calls, 5);
+        assert!(close(r.confident_parent_accuracy, 4.0 / 5.0), "{r:?}");
+        assert!(r.table().contains("confident parent accuracy"));
+        let strict = Thresholds { min_confident_parent_accuracy: Some(0.9), ..Thresholds::default() };
+        assert_eq!(strict.check(&r).len(), 1, "{:?}", strict.check(&r));
     }
 
     #[test]

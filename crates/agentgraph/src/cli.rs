@@ -276,6 +276,10 @@ pub struct EvalArgs {
     /// Fail when the share of calls with the true request size is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     pub min_size_accuracy: Option<f64>,
+    /// Fail when the share of calls reported with confidence 0.9 or more that have their true
+    /// parent is below this fraction.
+    #[arg(long, value_name = "FRACTION")]
+    pub min_confident_parent_accuracy: Option<f64>,
     /// Fail when the mean absolute latency error exceeds this (milliseconds).
     #[arg(long, value_name = "MS")]
     pub max_latency_mae_ms: Option<f64>,

@@ -137,6 +137,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
         min_exact_requests: args.min_exact_requests,
         min_exact_fan_out_depth: args.min_exact_fan_out_depth,
         min_size_accuracy: args.min_size_accuracy,
+        min_confident_parent_accuracy: args.min_confident_parent_accuracy,
         max_latency_mae_ms: args.max_latency_mae_ms,
     };
     let failures = thresholds.check(&result);
