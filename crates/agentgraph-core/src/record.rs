@@ -291,16 +291,53 @@ fn parse_size(v: JStr<'_>) -> Option<u64> {
 }
 
 fn parse_ip(s: JStr<'_>) -> Option<IpAddr> {
-    std::str::from_utf8(s.raw()).ok()?.parse().ok()
+    let raw = s.raw();
+    // Two per record: a plain dotted quad is read directly, anything else (IPv6, or a form the
+    // standard parser judges, such as leading zeros) by the standard parser.
+    dotted_quad(raw).map(IpAddr::V4).or_else(|| std::str::from_utf8(raw).ok()?.parse().ok())
+}
+
+/// `a.b.c.d` with each part 0 to 255 written without leading zeros; `None` for anything else.
+fn dotted_quad(raw: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = raw.split(|&c| c == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut value: u16 = 0;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(c - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
 }
 
 /// A W3C trace id: 32 hex digits, not all zero.
 fn parse_trace_id(s: JStr<'_>) -> Option<u128> {
-    let raw = s.raw();
+    hex_trace_id(s.raw())
+}
+
+/// 32 hex digits (either case), not all zero, as a number.
+fn hex_trace_id(raw: &[u8]) -> Option<u128> {
     if raw.len() != 32 {
         return None;
     }
-    let id = u128::from_str_radix(std::str::from_utf8(raw).ok()?, 16).ok()?;
+    let mut id: u128 = 0;
+    for &c in raw {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        id = id << 4 | u128::from(digit);
+    }
     (id != 0).then_some(id)
 }
 
@@ -310,7 +347,7 @@ fn parse_traceparent(v: JStr<'_>) -> Option<u128> {
     if raw.len() < 55 || raw[2] != b'-' || raw[35] != b'-' {
         return None;
     }
-    parse_trace_id(JStr::plain(std::str::from_utf8(&raw[3..35]).ok()?))
+    hex_trace_id(&raw[3..35])
 }
 
 /// FNV-1a over two byte strings: a stable hash (same value on every run and machine).
@@ -354,6 +391,55 @@ mod tests {
         assert_eq!(r.request_bytes, Some(7000));
         let Normalized::Http(r) = Normalizer::new(NormalizeConfig::default()).normalize(&f) else { panic!() };
         assert_eq!(r.request_bytes, Some(42));
+    }
+
+    #[test]
+    fn reads_addresses_as_the_standard_parser_does() {
+        let samples = [
+            "10.244.1.13",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..3.4",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "a.b.c.d",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "",
+            ".",
+            "999.1.1.1",
+            "1.2.3.400",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "[fd00::1]",
+            "00.0.0.0",
+            "0.0.0.00",
+        ];
+        for text in samples {
+            assert_eq!(parse_ip(JStr::plain(text)), text.parse().ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn reads_trace_ids_as_hex_numbers() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(parse_trace_id(JStr::plain(id)), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(parse_trace_id(JStr::plain(&id.to_uppercase())), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        for bad in [
+            "",
+            "4bf92f3577b34da6a3ce929d0e0e473",
+            "4bf92f3577b34da6a3ce929d0e0e47361",
+            "4bf92f3577b34da6a3ce929d0e0e473g",
+        ] {
+            assert_eq!(parse_trace_id(JStr::plain(bad)), None, "{bad:?}");
+        }
+        assert_eq!(parse_trace_id(JStr::plain("+bf92f3577b34da6a3ce929d0e0e4736")), None, "no sign");
+        assert_eq!(parse_trace_id(JStr::plain("00000000000000000000000000000000")), None, "all zero");
     }
 
     #[test]
