@@ -3,7 +3,7 @@
 //! simulated dump where nothing is propagated and requests overlap (the joint search's load).
 
 use agentgraph_core::{Engine, EngineConfig, NormalizeConfig};
-use agentgraph_proto::{Event, decode_line};
+use agentgraph_proto::decode_line;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn lines(path: &str) -> Vec<Vec<u8>> {
@@ -48,8 +48,8 @@ fn run(data: &[Vec<u8>]) -> usize {
     let mut engine = Engine::new(EngineConfig::default(), NormalizeConfig::default());
     let mut calls = 0;
     for l in data {
-        if let Ok(Event::Flow(f)) = decode_line(l) {
-            engine.push_flow(&f);
+        if let Ok(event) = decode_line(l) {
+            engine.push_event(&event);
         }
         for g in engine.drain() {
             calls += g.calls.len();

@@ -1729,11 +1729,11 @@ mod tests {
 
     fn request(time_ms: i64, client: Peer, server: Peer, request_id: &str, trace_id: Option<u128>) -> HttpRecord {
         HttpRecord {
-            time: time_ms * 1_000_000,
+            time: time_ms * MS,
             node: Arc::from("node-1"),
             direction: TrafficDirection::Egress,
             is_response: false,
-            url_key: u64::from(server.info.agent.len() as u32),
+            url_key: server.info.agent.len() as u64,
             client,
             server,
             method: Arc::from("POST"),
