@@ -90,6 +90,9 @@ pub struct EngineStats {
     pub unanswered_calls: u64,
     /// Records that arrived later than the reorder window allowed.
     pub late_records: u64,
+    /// Records identical to the one before them in time order — the same flow read twice, as
+    /// from overlapping dumps or one file given twice — dropped.
+    pub repeated_records: u64,
     /// Records processed early because the reorder buffer was full.
     pub reorder_overflow: u64,
     /// Requests emitted early because `max_open_calls` was reached.
@@ -349,6 +352,9 @@ pub struct Engine {
     buffer: TimeQueue<Buffered>,
     seq: u64,
     newest: Nanos,
+    /// (time, tiebreak) of the record released last from the reorder buffer: an identical
+    /// record comes out right after it.
+    last_released: (Nanos, u64),
     /// Event time up to which records have been processed.
     now: Nanos,
     next_call: CallId,
@@ -394,6 +400,7 @@ impl Engine {
             buffer: TimeQueue::default(),
             seq: 0,
             newest: Nanos::MIN,
+            last_released: (Nanos::MIN, 0),
             now: Nanos::MIN,
             next_call: 0,
             next_group: 0,
@@ -513,8 +520,7 @@ impl Engine {
                 self.stats.reorder_overflow += 1;
             }
             let b = self.buffer.pop().expect("peeked");
-            self.advance(b.time);
-            self.process(b.record);
+            self.release(b);
         }
     }
 
@@ -525,8 +531,7 @@ impl Engine {
         let horizon = self.newest.saturating_sub(self.config.reorder_window);
         while self.buffer.peek().is_some_and(|b| b.time <= horizon) {
             let b = self.buffer.pop().expect("peeked");
-            self.advance(b.time);
-            self.process(b.record);
+            self.release(b);
         }
         self.advance(horizon);
     }
@@ -535,8 +540,7 @@ impl Engine {
     /// request.
     pub fn finish(&mut self) {
         while let Some(b) = self.buffer.pop() {
-            self.advance(b.time);
-            self.process(b.record);
+            self.release(b);
         }
         let open: Vec<CallId> = {
             let mut v: Vec<(Nanos, CallId)> = self
@@ -599,6 +603,21 @@ impl Engine {
             }
         }
         self.now = time;
+    }
+
+    /// Processes a record leaving the reorder buffer, unless it repeats the one before it.
+    /// The buffer orders records by (time, tiebreak), and the tiebreak hashes everything that
+    /// tells two records apart (node, direction, addresses and ports, method and URL, status,
+    /// request id), so a second copy of one flow leaves right after the first.
+    fn release(&mut self, b: Buffered) {
+        let key = (b.time, b.tiebreak);
+        if key == self.last_released {
+            self.stats.repeated_records += 1;
+            return;
+        }
+        self.last_released = key;
+        self.advance(b.time);
+        self.process(b.record);
     }
 
     fn process(&mut self, r: Box<HttpRecord>) {
@@ -1553,14 +1572,17 @@ impl Engine {
             return;
         }
         let correlation = if group.trace_ids.is_empty() && calls.iter().all(|(_, c)| c.trace_id.is_none()) {
-            let shared_rid = {
+            // A request id names the request when calls share it (propagated), or when the
+            // request is one call that carries one: nothing was inferred about either. Ids made
+            // up afresh per hop, each on one call of a longer request, name nothing.
+            let named_by_rid = {
                 let mut rids: Vec<&Arc<str>> = calls.iter().filter_map(|(_, c)| c.request_id.as_ref()).collect();
                 let n = rids.len();
                 rids.sort_unstable();
                 rids.dedup();
-                rids.len() < n
+                rids.len() < n || (calls.len() == 1 && n == 1)
             };
-            if shared_rid { Correlation::RequestId } else { Correlation::Inferred }
+            if named_by_rid { Correlation::RequestId } else { Correlation::Inferred }
         } else {
             Correlation::TraceContext
         };

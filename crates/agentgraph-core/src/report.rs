@@ -53,6 +53,15 @@ pub struct InputJson {
     pub lost_events: u64,
     pub http_requests: u64,
     pub http_responses: u64,
+    /// Added to the contract's fields: records dropped as a second copy of one flow (the same
+    /// flow read twice).
+    pub repeated_records: u64,
+    /// Records that arrived later than the reorder window (their graphs may be wrong).
+    pub late_records: u64,
+    /// Records processed early because the reorder buffer was full.
+    pub reorder_overflow: u64,
+    /// Requests emitted early at the open-call limit.
+    pub requests_emitted_early: u64,
 }
 
 /// One call of a request graph.
@@ -187,6 +196,9 @@ pub struct AgentJson {
     pub calls_served: u64,
     pub fan_out: CountDistJson,
     pub fan_out_concurrent: CountDistJson,
+    /// Calls with a known self time (answered calls); the percentiles are 0 when there are none.
+    #[serde(skip)]
+    pub self_time_samples: u64,
     pub self_time_ms: TimeDistJson,
 }
 
@@ -289,6 +301,7 @@ impl Aggregates {
                     p50: a.fan_out_concurrent.quantile(0.5) as u64,
                     max: a.fan_out_concurrent.max() as u64,
                 },
+                self_time_samples: a.self_time_ms.count(),
                 self_time_ms: TimeDistJson {
                     p50: round3(a.self_time_ms.quantile(0.5)),
                     p95: round3(a.self_time_ms.quantile(0.95)),

@@ -161,9 +161,27 @@ pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn BufRead + S
         Box::new(BufReader::with_capacity(256 << 10, flate2::bufread::MultiGzDecoder::new(reader)))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(BufReader::with_capacity(256 << 10, zstd::stream::read::Decoder::with_buffer(reader)?))
+    } else if let Some(format) = unsupported_compression(magic) {
+        // Read as text, every line would be skipped as invalid JSON and the run would look fine.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("compressed with {format}, which agentgraph does not read (decompress it, or use gzip or zstd)"),
+        ));
     } else {
         Box::new(reader)
     })
+}
+
+/// The compression format other than gzip and zstd that `magic` (a file's first bytes) starts
+/// with, if any.
+fn unsupported_compression(magic: &[u8]) -> Option<&'static str> {
+    const FORMATS: [(&[u8], &str); 4] = [
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+        (b"BZh", "bzip2"),
+        (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+        (&[0xff, 0x06, 0x00, 0x00, b's', b'N', b'a', b'P', b'p', b'Y'], "snappy"),
+    ];
+    FORMATS.iter().find(|(m, _)| magic.starts_with(m)).map(|(_, name)| *name)
 }
 
 impl Source {
@@ -487,6 +505,16 @@ mod tests {
         assert_eq!(s.skip_examples[0].file, "a");
         assert_eq!(s.skip_examples[0].line, 2);
         assert_eq!(s.skip_examples[0].kind, "syntax");
+    }
+
+    #[test]
+    fn refuses_compression_it_cannot_read() {
+        for (magic, name) in [(&b"\xfd7zXZ\x00\x00\x04"[..], "xz"), (b"BZh91AY&SY", "bzip2")] {
+            let err = decompressed(Box::new(magic)).err().expect("refused");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        // Text that merely starts like one is read as it is.
+        assert!(decompressed(Box::new(&b"BZ{\"flow\":{}}\n"[..])).is_ok());
     }
 
     #[test]

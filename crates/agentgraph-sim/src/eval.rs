@@ -21,8 +21,9 @@ impl Default for EvalOptions {
     }
 }
 
-/// Accuracy metrics of one report against one ground truth. Rates are fractions in [0, 1]; a rate over an
-/// empty set is 1.0.
+/// Accuracy metrics of one report against one ground truth. Rates are fractions in [0, 1]. A rate over an
+/// empty set (parent accuracy when no call matched, say) is undefined: NaN here, `null` in JSON, `n/a` in the
+/// table, and it fails any threshold set on it — a report that matches nothing must not pass a CI gate.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct EvalResult {
     pub true_calls: usize,
@@ -43,7 +44,7 @@ pub struct EvalResult {
     pub exact_tree_rate: f64,
     /// Over exact requests: the reported `stats.fan_out_max` and `stats.depth` equal the truth's.
     pub exact_fan_out_depth_rate: f64,
-    /// Mean absolute `duration_ms` error over matched calls whose durations are both known.
+    /// Mean absolute `duration_ms` error over matched calls whose durations are both known (NaN when none).
     pub latency_mae_ms: f64,
     /// 95th percentile (nearest rank) of the same absolute errors.
     pub latency_p95_error_ms: f64,
@@ -54,7 +55,7 @@ pub struct EvalResult {
     /// Parent accuracy of the simple rule (latest-started containing call served by the client's pod) applied to
     /// the true grouping: the reference ceiling for timing-only inference.
     pub simple_rule_parent_accuracy: f64,
-    /// Parent accuracy of the report over the ambiguous calls (see `ambiguous_calls`); 1.0 when there are none.
+    /// Parent accuracy of the report over the ambiguous calls (see `ambiguous_calls`).
     pub infer_parent_accuracy: f64,
     /// Matched calls with a non-null true parent for which the simple rule had 2 or more candidates.
     pub ambiguous_calls: usize,
@@ -107,16 +108,23 @@ impl Thresholds {
         ];
         let mut out = Vec::new();
         for (limit, value, name, flag) in mins {
-            if let Some(limit) = limit
-                && value < limit
-            {
+            let Some(limit) = limit else { continue };
+            if value.is_nan() {
+                out.push(format!("{name} is undefined (no calls or requests to measure it on), so {flag} fails"));
+            } else if value < limit {
                 out.push(format!("{name} {value:.4} is below {flag} {limit}"));
             }
         }
-        if let Some(limit) = self.max_latency_mae_ms
-            && r.latency_mae_ms > limit
-        {
-            out.push(format!("latency mae {:.3} ms is above --max-latency-mae-ms {limit}", r.latency_mae_ms));
+        if let Some(limit) = self.max_latency_mae_ms {
+            let mae = r.latency_mae_ms;
+            if mae.is_nan() {
+                out.push(
+                    "latency mae is undefined (no matched call has a known duration), so --max-latency-mae-ms fails"
+                        .into(),
+                );
+            } else if mae > limit {
+                out.push(format!("latency mae {mae:.3} ms is above --max-latency-mae-ms {limit}"));
+            }
         }
         out
     }
@@ -131,6 +139,7 @@ enum Cell {
 impl EvalResult {
     /// A readable aligned table, one metric per line after a header line.
     pub fn table(&self) -> String {
+        let confident_label = format!("confident calls (>= {CONFIDENT})");
         let rows = [
             ("true calls", Cell::Count(self.true_calls)),
             ("reported calls", Cell::Count(self.reported_calls)),
@@ -151,7 +160,7 @@ impl EvalResult {
             ("simple-rule parent accuracy", Cell::Rate(self.simple_rule_parent_accuracy)),
             ("infer parent accuracy", Cell::Rate(self.infer_parent_accuracy)),
             ("ambiguous calls", Cell::Count(self.ambiguous_calls)),
-            ("confident calls (>= 0.9)", Cell::Count(self.confident_calls)),
+            (confident_label.as_str(), Cell::Count(self.confident_calls)),
             ("confident parent accuracy", Cell::Rate(self.confident_parent_accuracy)),
         ];
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0).max("metric".len());
@@ -159,6 +168,7 @@ impl EvalResult {
         for (name, cell) in rows {
             let value = match cell {
                 Cell::Count(n) => n.to_string(),
+                Cell::Rate(r) | Cell::Ms(r) if r.is_nan() => "n/a".to_string(),
                 Cell::Rate(r) => format!("{:.2}%", r * 100.0),
                 Cell::Ms(ms) => format!("{ms:.3} ms"),
             };
@@ -283,10 +293,13 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
     }
 
     latency_errors.sort_by(f64::total_cmp);
-    let latency_mae_ms =
-        if latency_errors.is_empty() { 0.0 } else { latency_errors.iter().sum::<f64>() / latency_errors.len() as f64 };
+    let latency_mae_ms = if latency_errors.is_empty() {
+        f64::NAN
+    } else {
+        latency_errors.iter().sum::<f64>() / latency_errors.len() as f64
+    };
     let latency_p95_error_ms = if latency_errors.is_empty() {
-        0.0
+        f64::NAN
     } else {
         let rank = (0.95 * latency_errors.len() as f64).ceil() as usize;
         latency_errors[rank.clamp(1, latency_errors.len()) - 1]
@@ -317,8 +330,9 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
     })
 }
 
+/// `n / d`, undefined (NaN) over an empty set.
 fn ratio(n: usize, d: usize) -> f64 {
-    if d == 0 { 1.0 } else { n as f64 / d as f64 }
+    if d == 0 { f64::NAN } else { n as f64 / d as f64 }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -825,11 +839,11 @@ mod tests {
             r.size_accuracy,
             r.status_accuracy,
             r.simple_rule_parent_accuracy,
-            r.infer_parent_accuracy,
             r.confident_parent_accuracy,
         ] {
             assert_eq!(rate, 1.0, "{r:?}");
         }
+        assert!(r.infer_parent_accuracy.is_nan(), "no ambiguous calls: {r:?}");
         assert_eq!(r.latency_mae_ms, 0.0);
         assert_eq!(r.latency_p95_error_ms, 0.0);
         assert_eq!(r.ambiguous_calls, 0);
@@ -1046,7 +1060,28 @@ mod tests {
         assert!(evaluate(&report, &cycle, &opts).unwrap_err().contains("cycle"));
 
         let empty = evaluate(&json!({"requests": []}), &json!({"requests": []}), &opts).unwrap();
-        assert_eq!((empty.call_recall, empty.call_precision, empty.exact_request_rate), (1.0, 1.0, 1.0));
+        assert!(empty.call_recall.is_nan() && empty.call_precision.is_nan() && empty.exact_request_rate.is_nan());
+    }
+
+    /// A report that matches nothing has no parent accuracy to speak of: it shows n/a and fails
+    /// every threshold on it instead of passing at 100 %.
+    #[test]
+    fn nothing_matched_fails_the_thresholds() {
+        let truth = base_truth();
+        let r = eval(&json!({"requests": []}), &truth);
+        assert_eq!((r.matched_calls, r.call_recall), (0, 0.0));
+        assert!(r.parent_accuracy.is_nan() && r.size_accuracy.is_nan() && r.latency_mae_ms.is_nan());
+        let gates = Thresholds {
+            min_parent_accuracy: Some(0.5),
+            min_size_accuracy: Some(0.5),
+            max_latency_mae_ms: Some(10.0),
+            ..Thresholds::default()
+        };
+        let failures = gates.check(&r);
+        assert_eq!(failures.len(), 3, "{failures:?}");
+        assert!(failures[0].contains("parent accuracy is undefined"), "{failures:?}");
+        assert!(r.table().contains("n/a"));
+        assert_eq!(serde_json::to_value(&r).unwrap()["parent_accuracy"], json!(null));
     }
 
     #[test]

@@ -245,8 +245,9 @@ pub enum ScenarioError {
         "unknown scenario `{0}` (built in: support-desk, research-swarm, code-review, job-spawner; or a path to a .toml file)"
     )]
     Unknown(String),
-    #[error("cannot read scenario {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    // Not `source`: the cause is printed here once, not again by a caller walking the chain.
+    #[error("cannot read scenario {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("invalid scenario {name}: {message}")]
     Invalid { name: String, message: String },
 }
@@ -258,7 +259,7 @@ impl Scenario {
             Some((n, t)) => (n.to_string(), t.to_string()),
             None if name_or_path.ends_with(".toml") || std::path::Path::new(name_or_path).exists() => {
                 let text = std::fs::read_to_string(name_or_path)
-                    .map_err(|source| ScenarioError::Read { path: name_or_path.into(), source })?;
+                    .map_err(|error| ScenarioError::Read { path: name_or_path.into(), error })?;
                 (name_or_path.to_string(), text)
             }
             None => return Err(ScenarioError::Unknown(name_or_path.into())),
@@ -284,24 +285,44 @@ impl Scenario {
         if self.nodes == 0 {
             return Err("nodes must be at least 1".into());
         }
-        if self.concurrency <= 0.0 {
-            return Err("concurrency must be positive".into());
+        positive("concurrency", self.concurrency)?;
+        positive("client_timeout_ms", self.client_timeout_ms)?;
+        non_negative("clock_skew_ms", self.clock_skew_ms)?;
+        range("network_ms", self.network_ms)?;
+        range("gap_ms", self.gap_ms)?;
+        range("entry.request_bytes", self.entry.request_bytes)?;
+        let n = &self.noise;
+        for (key, value) in [
+            ("noise.dns_per_call", n.dns_per_call),
+            ("noise.tcp_per_call", n.tcp_per_call),
+            ("noise.scrapes_per_second", n.scrapes_per_second),
+            ("noise.health_checks_per_second", n.health_checks_per_second),
+            ("noise.policy_drops_per_second", n.policy_drops_per_second),
+        ] {
+            non_negative(key, value)?;
         }
         for a in &self.agents {
+            let in_agent = |e: String| format!("agent `{}`: {e}", a.name);
             if a.replicas == 0 {
                 return Err(format!("agent `{}` needs at least one replica", a.name));
             }
+            range("think_ms", a.think_ms).map_err(in_agent)?;
+            range("latency_ms", a.latency_ms).map_err(in_agent)?;
+            range("response_bytes", a.response_bytes).map_err(in_agent)?;
+            probability("error_rate", a.error_rate).map_err(in_agent)?;
+            probability("timeout_rate", a.timeout_rate).map_err(in_agent)?;
             for c in &a.calls {
+                let in_call = |e: String| format!("agent `{}`, call to `{}`: {e}", a.name, c.to);
                 if !c.to.starts_with("external:") && !known(&c.to) {
                     return Err(format!("agent `{}` calls unknown agent `{}`", a.name, c.to));
                 }
                 if c.count[0] > c.count[1] {
                     return Err(format!("agent `{}`: call count [{}, {}] is inverted", a.name, c.count[0], c.count[1]));
                 }
-            }
-            for r in [a.think_ms, a.latency_ms, a.response_bytes] {
-                if r[0] < 0.0 || r[0] > r[1] {
-                    return Err(format!("agent `{}`: range {r:?} must be [min, max] with 0 <= min <= max", a.name));
+                probability("probability", c.probability).map_err(in_call)?;
+                range("request_bytes", c.request_bytes).map_err(in_call)?;
+                if let Some(alpha) = c.count_alpha {
+                    positive("count_alpha", alpha).map_err(in_call)?;
                 }
             }
         }
@@ -324,6 +345,28 @@ impl Scenario {
 
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+// Checks of single values (TOML also allows `inf` and `nan`, which none of them accepts).
+
+fn positive(key: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 { Ok(()) } else { Err(format!("{key} must be a positive number, not {value}")) }
+}
+
+fn non_negative(key: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 { Ok(()) } else { Err(format!("{key} must be 0 or more, not {value}")) }
+}
+
+fn probability(key: &str, value: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&value) { Ok(()) } else { Err(format!("{key} must be from 0 to 1, not {value}")) }
+}
+
+fn range(key: &str, r: Range) -> Result<(), String> {
+    if r[0].is_finite() && r[1].is_finite() && 0.0 <= r[0] && r[0] <= r[1] {
+        Ok(())
+    } else {
+        Err(format!("{key} {r:?} must be [min, max] with 0 <= min <= max"))
     }
 }
 
@@ -359,5 +402,41 @@ mod tests {
         assert!(err.contains("cycle"), "{err}");
         let err = Scenario::parse("bad", &text.replace("to = \"b\"\n        \"#", "to = \"zzz\"")).unwrap_err();
         assert!(err.to_string().contains("invalid scenario"), "{err}");
+    }
+
+    /// Values out of their range are refused with the key that holds them, not simulated.
+    #[test]
+    fn rejects_values_out_of_range() {
+        let base = r#"
+            name = "r"
+            [entry]
+            from = "a"
+            to = "b"
+            [[agents]]
+            name = "a"
+            namespace = "x"
+            [[agents]]
+            name = "b"
+            namespace = "x"
+            # agent
+            [[agents.calls]]
+            to = "a"
+            # call
+        "#;
+        Scenario::parse("r", base).expect("the base is valid");
+        for (place, line, expected) in [
+            ("# call", "probability = 2.0", "probability must be from 0 to 1"),
+            ("# call", "probability = -1.0", "probability must be from 0 to 1"),
+            ("# call", "count_alpha = 0.0", "count_alpha must be a positive number"),
+            ("# call", "request_bytes = [10.0, nan]", "request_bytes"),
+            ("# agent", "error_rate = 1.5", "error_rate must be from 0 to 1"),
+            ("# agent", "think_ms = [-1.0, 5.0]", "think_ms"),
+            ("name = \"r\"", "clock_skew_ms = -5.0", "clock_skew_ms must be 0 or more"),
+            ("name = \"r\"", "concurrency = inf", "concurrency must be a positive number"),
+        ] {
+            let text = base.replace(place, &format!("{place}\n{line}"));
+            let err = Scenario::parse("r", &text).expect_err(line).to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
     }
 }

@@ -65,7 +65,9 @@ pub struct Summary {
     pub read: ReadStats,
     pub engine: EngineStats,
     pub aggregates: Aggregates,
-    pub by_correlation: [u64; 3],
+    /// Requests by trace context, by request id, grouped by timing, and single calls without
+    /// an id (also `inferred` in reports, but nothing needed inferring).
+    pub by_correlation: [u64; 4],
     pub top_fan_out: TopK,
     pub top_duration: TopK,
     pub top_context: TopK,
@@ -118,7 +120,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         read: ReadStats::default(),
         engine: EngineStats::default(),
         aggregates: Aggregates::default(),
-        by_correlation: [0; 3],
+        by_correlation: [0; 4],
         top_fan_out: TopK::new(args.top),
         top_duration: TopK::new(args.top),
         top_context: TopK::new(args.top),
@@ -146,13 +148,17 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         summary.by_correlation[match g.correlation {
             Correlation::TraceContext => 0,
             Correlation::RequestId => 1,
-            Correlation::Inferred => 2,
+            Correlation::Inferred if g.calls.len() > 1 => 2,
+            Correlation::Inferred => 3,
         }] += 1;
         match args.format {
             Format::Text => {
                 summary.top_fan_out.offer(g.stats.fan_out_max as i64 * 1_000_000 + g.stats.calls as i64, &g);
                 summary.top_duration.offer(g.duration(), &g);
-                summary.top_context.offer(g.stats.context_bytes as i64, &g);
+                // A request whose sizes are all unknown has no context size to rank.
+                if g.calls.iter().any(|c| c.request_bytes.is_some()) {
+                    summary.top_context.offer(g.stats.context_bytes as i64, &g);
+                }
             }
             Format::Ndjson => {
                 serde_json::to_writer(&mut *out, &RequestJson::from(&g))?;
@@ -227,7 +233,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         Format::Ndjson => {}
     }
     out.flush()?;
-    report_to_stderr(&summary.read, args.format);
+    report_to_stderr(&summary, args.format);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,13 +246,42 @@ pub fn input_json(read: &ReadStats, engine: &EngineStats) -> InputJson {
         lost_events: read.lost_events,
         http_requests: engine.http_requests - engine.duplicate_requests,
         http_responses: engine.http_responses - engine.duplicate_responses,
+        repeated_records: engine.repeated_records,
+        late_records: engine.late_records,
+        reorder_overflow: engine.reorder_overflow,
+        requests_emitted_early: engine.forced_requests,
     }
 }
 
-/// Skipped lines and read errors go to stderr for machine formats (stdout stays parseable).
-fn report_to_stderr(read: &ReadStats, format: Format) {
+/// What went wrong with the engine's input, in one line, when anything did: records out of
+/// order by more than the reorder window give wrong graphs, so every format says so.
+pub fn engine_warning(engine: &EngineStats) -> Option<String> {
+    let problems: Vec<String> = [
+        (engine.late_records, "record", "records", "arrived later than the reorder window (raise --reorder-window)"),
+        (engine.reorder_overflow, "record", "records", "overflowed the reorder buffer"),
+        (engine.forced_requests, "request", "requests", "emitted early at the open-call limit (--max-open-calls)"),
+    ]
+    .into_iter()
+    .filter(|(n, ..)| *n > 0)
+    .map(|(n, one, many, what)| format!("{} {what}", count(n, one, many)))
+    .collect();
+    (!problems.is_empty()).then(|| problems.join(", "))
+}
+
+/// `1 call`, `2 calls`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Skipped lines, read errors and the engine's warning go to stderr for machine formats
+/// (stdout stays parseable).
+fn report_to_stderr(summary: &Summary, format: Format) {
     if format == Format::Text {
         return;
+    }
+    let read = &summary.read;
+    if let Some(w) = engine_warning(&summary.engine) {
+        eprintln!("agentgraph: warning: {w}");
     }
     for s in &read.skip_examples {
         eprintln!("agentgraph: skipped {}:{}: {}", s.file, s.line, s.reason);

@@ -69,7 +69,8 @@ pub enum Command {
     ///
     /// Examples:
     ///   agentgraph collect --hubble-server hubble-relay.kube-system.svc:80 --listen 0.0.0.0:9464
-    ///   agentgraph collect --hubble-server tls://hubble-relay:443 --tls-ca ca.crt --tls-cert c.crt --tls-key c.key
+    ///   agentgraph collect --hubble-server tls://hubble-relay:443 \
+    ///       --tls-ca ca.crt --tls-cert c.crt --tls-key c.key
     ///   agentgraph collect --demo --output -        # built-in simulated cluster, no Hubble needed
     #[command(verbatim_doc_comment)]
     Collect(Box<CollectArgs>),
@@ -112,7 +113,7 @@ pub struct CollectArgs {
     /// Server name to verify instead of the address's host (e.g. instance.hubble-relay.cilium.io).
     #[arg(long, env = "AGENTGRAPH_TLS_SERVER_NAME", value_name = "NAME")]
     pub tls_server_name: Option<String>,
-    /// Address for /healthz and /readyz (default 0.0.0.0:9464).
+    /// Address for /healthz, /readyz and /metrics (default 0.0.0.0:9464).
     #[arg(long, env = "AGENTGRAPH_LISTEN", value_name = "ADDRESS")]
     pub listen: Option<String>,
     /// Write completed request graphs here, one JSON object per line (`-` = stdout).
@@ -181,6 +182,7 @@ pub struct ReplayArgs {
     /// Serve TLS with this certificate (PEM).
     #[arg(long, requires = "tls_key", value_name = "FILE")]
     pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
     /// Require client certificates signed by this CA (mTLS).
@@ -204,11 +206,12 @@ pub struct SimulateArgs {
     pub requests: Option<usize>,
 
     /// Requests started per second (Poisson arrivals) instead of the scenario's concurrency.
-    #[arg(long, value_name = "PER_SECOND")]
+    #[arg(long, value_parser = positive_number, value_name = "PER_SECOND")]
     pub rate: Option<f64>,
 
-    /// Simulated time to run for, e.g. 10m (use with --rate).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    /// Simulated time during which requests start, e.g. 10m: at --rate, or else at the
+    /// scenario's concurrency (without --requests, requests keep starting until then).
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
     pub duration: Option<Nanos>,
 
     /// Random seed: the same seed gives the same flows and truth.
@@ -220,7 +223,7 @@ pub struct SimulateArgs {
     pub correlation: Option<String>,
 
     /// Override the scenario's mean number of requests in flight (1 = one after another).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = positive_number, value_name = "N")]
     pub concurrency: Option<f64>,
 
     /// Write DIR/flows.jsonl and DIR/truth.json.
@@ -237,7 +240,7 @@ pub struct SimulateArgs {
 
     /// With --out, also write one file per node (DIR/node-<name>.jsonl), like one Hubble
     /// exporter file per node.
-    #[arg(long, requires = "out")]
+    #[arg(long)]
     pub per_node: bool,
 }
 
@@ -253,35 +256,35 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Largest start-time difference for a reported call to match a true call (milliseconds).
-    #[arg(long, default_value_t = 2.0, value_name = "MS")]
+    #[arg(long, default_value_t = 2.0, value_parser = non_negative_number, value_name = "MS")]
     pub tolerance_ms: f64,
     /// Fail (exit 1) when call recall is below this fraction (0 to 1).
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_call_recall: Option<f64>,
     /// Fail when call precision is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_call_precision: Option<f64>,
     /// Fail when the share of matched calls with their true parent is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_parent_accuracy: Option<f64>,
     /// Fail when the share of true roots reported as roots is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_root_accuracy: Option<f64>,
     /// Fail when the share of true requests grouped exactly is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_exact_requests: Option<f64>,
     /// Fail when the share of exact requests with the true fan-out and depth is below this.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_exact_fan_out_depth: Option<f64>,
     /// Fail when the share of calls with the true request size is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_size_accuracy: Option<f64>,
     /// Fail when the share of calls reported with confidence 0.9 or more that have their true
     /// parent is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
     pub min_confident_parent_accuracy: Option<f64>,
     /// Fail when the mean absolute latency error exceeds this (milliseconds).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_parser = non_negative_number, value_name = "MS")]
     pub max_latency_mae_ms: Option<f64>,
 }
 
@@ -314,16 +317,16 @@ pub struct AnalyzeArgs {
     pub top: usize,
 
     /// Header carrying a propagated request id.
-    #[arg(long, default_value = "x-request-id", value_name = "HEADER")]
+    #[arg(long, default_value = "x-request-id", value_parser = header_name, value_name = "HEADER")]
     pub request_id_header: String,
 
     /// Header giving a request's context size, preferred over Content-Length (repeatable).
-    #[arg(long = "context-size-header", default_value = "x-context-size", value_name = "HEADER")]
+    #[arg(long = "context-size-header", default_value = "x-context-size", value_parser = header_name, value_name = "HEADER")]
     pub context_size_headers: Vec<String>,
 
     /// Pod label keys that name an agent, in order of preference (repeatable; replaces the
     /// default list `app.kubernetes.io/name`, `app`, `k8s-app`, `agent-role`).
-    #[arg(long = "name-label", value_name = "KEY")]
+    #[arg(long = "name-label", value_parser = label_key, value_name = "KEY")]
     pub name_labels: Vec<String>,
 
     /// How far out of order (event time) input lines may be and still be put in order.
@@ -331,7 +334,7 @@ pub struct AnalyzeArgs {
     pub reorder_window: Nanos,
 
     /// A request without a response is closed as unanswered after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = positive_duration, value_name = "DURATION")]
     pub response_timeout: Nanos,
 
     /// A request whose calls have completed is emitted after this long without new calls.
@@ -343,7 +346,7 @@ pub struct AnalyzeArgs {
     pub clock_skew: Nanos,
 
     /// Most calls held in memory at once; past it the oldest request is emitted early.
-    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    #[arg(long, default_value_t = 200_000, value_parser = at_least_one, value_name = "N")]
     pub max_open_calls: usize,
 
     /// Read the input once. By default, files (not stdin) are first read to learn each
@@ -379,6 +382,67 @@ pub fn parse_duration(s: &str) -> Result<Nanos, String> {
     Ok((value * scale).round() as Nanos)
 }
 
+/// A positive duration (a timeout of zero would close every call at once).
+fn positive_duration(s: &str) -> Result<Nanos, String> {
+    match parse_duration(s)? {
+        0 => Err(format!("`{s}` must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// A finite number greater than zero.
+fn positive_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A finite number, zero or more.
+fn non_negative_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of zero or more")),
+    }
+}
+
+/// A fraction from 0 to 1 (accuracies and rates are fractions, not percentages).
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) if v > 1.0 && v <= 100.0 => {
+            Err(format!("`{s}` is not a fraction from 0 to 1 (for {v} %, write {})", v / 100.0))
+        }
+        _ => Err(format!("`{s}` is not a fraction from 0 to 1")),
+    }
+}
+
+/// A count of one or more.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of 1 or more")),
+    }
+}
+
+/// An HTTP header name: not empty, no spaces or colons inside.
+fn header_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
+        return Err(format!("`{s}` is not an HTTP header name"));
+    }
+    Ok(name.to_string())
+}
+
+/// A pod label key: not empty, no spaces or `=`.
+fn label_key(s: &str) -> Result<String, String> {
+    let key = s.trim();
+    if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == '=') {
+        return Err(format!("`{s}` is not a label key (such as app.kubernetes.io/name)"));
+    }
+    Ok(key.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +454,24 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("2 weeks").is_err());
+    }
+
+    #[test]
+    fn numbers_are_checked() {
+        assert_eq!(positive_number("2.5"), Ok(2.5));
+        for bad in ["0", "-3", "inf", "nan", "NaN", "1e999", "x", ""] {
+            assert!(positive_number(bad).is_err(), "{bad}");
+        }
+        assert_eq!(fraction("0.98"), Ok(0.98));
+        assert_eq!(fraction("1"), Ok(1.0));
+        assert!(fraction("97").unwrap_err().contains("0.97"));
+        assert!(fraction("-1").is_err() && fraction("nan").is_err());
+        assert_eq!(non_negative_number("0"), Ok(0.0));
+        assert!(non_negative_number("-5").is_err());
+        assert!(at_least_one("0").is_err() && at_least_one("3") == Ok(3));
+        assert!(positive_duration("0s").is_err() && positive_duration("1ms") == Ok(1_000_000));
+        assert!(header_name("").is_err() && header_name("x-request-id").is_ok() && header_name("a b").is_err());
+        assert!(label_key("").is_err() && label_key("app").is_ok());
     }
 
     #[test]

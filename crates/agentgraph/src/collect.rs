@@ -286,9 +286,35 @@ fn raw_filter(text: &str) -> Result<FlowFilter> {
 
 /// `agentgraph config print-default`.
 pub fn print_default_config() -> Result<ExitCode> {
-    println!("# agentgraph collect configuration (agentgraph collect --config FILE); flags and environment win");
-    print!("{}", toml::to_string(&CollectConfig::default())?);
+    print!("{}", default_config_text()?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The default configuration as TOML, with the keys that are unset by default (TLS, output)
+/// shown commented out with example values, so that every key is listed.
+fn default_config_text() -> Result<String> {
+    let example = CollectConfig {
+        tls_ca: Some("/etc/hubble-tls/ca.crt".into()),
+        tls_cert: Some("/etc/hubble-tls/client.crt".into()),
+        tls_key: Some("/etc/hubble-tls/client.key".into()),
+        tls_server_name: Some("instance.hubble-relay.cilium.io".into()),
+        output: Some("/var/lib/agentgraph/graphs.ndjson".into()),
+        ..CollectConfig::default()
+    };
+    let defaults = toml::Table::try_from(CollectConfig::default())?;
+    let mut out = String::from(
+        "# agentgraph collect configuration (agentgraph collect --config FILE); flags and environment win\n",
+    );
+    for line in toml::to_string(&example)?.lines() {
+        let key = line.split(" = ").next().unwrap_or_default();
+        if defaults.contains_key(key) {
+            out.push_str(line);
+        } else {
+            out.push_str(&format!("# {line}    # unset by default"));
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// What `/readyz` reports and the engine thread updates.
@@ -786,4 +812,28 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The printed default parses back to the defaults, and uncommenting its commented keys
+    /// gives a valid file that sets every key.
+    #[test]
+    fn default_config_lists_every_key() {
+        let text = default_config_text().unwrap();
+        let parsed: CollectConfig = toml::from_str(&text).unwrap();
+        assert_eq!(toml::Table::try_from(&parsed).unwrap(), toml::Table::try_from(CollectConfig::default()).unwrap());
+        let uncommented: String = text
+            .lines()
+            .skip(1)
+            .map(|l| l.strip_prefix("# ").map_or(l, |l| l.split("    #").next().unwrap_or(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let full = toml::Table::try_from(toml::from_str::<CollectConfig>(&uncommented).unwrap()).unwrap();
+        for key in ["tls_ca", "tls_cert", "tls_key", "tls_server_name", "output", "hubble_server", "log_format"] {
+            assert!(full.contains_key(key), "{key} missing from\n{text}");
+        }
+    }
 }

@@ -21,6 +21,10 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Checked here: clap's `requires` lets a flag through when a conflicting option is given.
+    if args.per_node && args.out.is_none() {
+        return Err(anyhow!("--per-node writes its files next to flows.jsonl: give a directory with --out DIR"));
+    }
     let scenario = Scenario::load(&args.scenario)?;
     let correlation = args.correlation.as_deref().map(CorrelationMode::parse).transpose().map_err(|e| anyhow!(e))?;
     let requests = match (args.requests, args.duration) {
@@ -128,6 +132,13 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!("{}", result.table().trim_end());
+    }
+    if result.matched_calls == 0 && result.true_calls > 0 {
+        eprintln!(
+            "agentgraph: eval: no reported call matches a true call: is {} the analysis of the flows behind {}?",
+            args.report.display(),
+            args.truth.display()
+        );
     }
     let thresholds = Thresholds {
         min_call_recall: args.min_call_recall,

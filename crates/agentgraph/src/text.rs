@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use agentgraph_core::RequestGraph;
 use agentgraph_core::report::TopK;
 
-use crate::analyze::{Summary, input_json};
+use crate::analyze::{Summary, count, engine_warning, input_json};
 
 /// Human-readable byte size (`734 kB`, `5.2 MB`).
 pub fn bytes(n: u64) -> String {
@@ -30,14 +30,19 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         "input: {} lines, {} flows, {} skipped, {} lost events upstream",
         input.lines, input.flows, input.skipped, input.lost_events
     )?;
+    let repeated = if input.repeated_records > 0 {
+        format!(", {} dropped (read twice)", count(input.repeated_records, "repeated record", "repeated records"))
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "http:  {} requests, {} responses (after merging {} egress+ingress copies); {} responses without a request, {} calls unanswered",
-        input.http_requests,
-        input.http_responses,
+        "http:  {}, {} (after merging {} egress+ingress copies{repeated}); {} without a request, {} unanswered",
+        count(input.http_requests, "request", "requests"),
+        count(input.http_responses, "response", "responses"),
         s.engine.duplicate_requests,
-        s.engine.orphan_responses,
-        s.engine.unanswered_calls
+        count(s.engine.orphan_responses, "response", "responses"),
+        count(s.engine.unanswered_calls, "call", "calls")
     )?;
     if s.engine.joint_decisions > 0 {
         let learning = match s.learning_flows {
@@ -51,17 +56,13 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         )?;
     }
     let total: u64 = s.by_correlation.iter().sum();
+    let [traced, by_request_id, by_timing, single] = s.by_correlation;
     writeln!(
         out,
-        "requests: {total} ({} by trace context, {} by request id, {} inferred from timing)",
-        s.by_correlation[0], s.by_correlation[1], s.by_correlation[2]
+        "requests: {total} ({traced} by trace context, {by_request_id} by request id, {by_timing} grouped by timing, {single} single calls without an id)"
     )?;
-    if s.engine.late_records + s.engine.reorder_overflow + s.engine.forced_requests > 0 {
-        writeln!(
-            out,
-            "warning: {} records arrived later than the reorder window, {} overflowed the reorder buffer, {} requests were emitted early at the open-call limit",
-            s.engine.late_records, s.engine.reorder_overflow, s.engine.forced_requests
-        )?;
+    if let Some(w) = engine_warning(&s.engine) {
+        writeln!(out, "warning: {w}")?;
     }
     for e in &s.read.read_errors {
         writeln!(out, "error: {e}")?;
@@ -102,16 +103,16 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
     writeln!(out, "\nagents as servers: calls  fan-out p50 / max  concurrent max  self time p50 / p95")?;
     let width = agents.iter().map(|a| a.agent.len()).max().unwrap_or(0);
     for a in &agents {
+        // Calls never answered have no self time; an agent with only those has none to show.
+        let self_time = if a.self_time_samples == 0 {
+            format!("{:>9} / {:>9}", "-", "-")
+        } else {
+            format!("{:>9.1} / {:>9.1} ms", a.self_time_ms.p50, a.self_time_ms.p95)
+        };
         writeln!(
             out,
-            "  {:<width$}  {:>6}  {:>4} / {:>4}  {:>4}  {:>9.1} / {:>9.1} ms",
-            a.agent,
-            a.calls_served,
-            a.fan_out.p50,
-            a.fan_out.max,
-            a.fan_out_concurrent.max,
-            a.self_time_ms.p50,
-            a.self_time_ms.p95
+            "  {:<width$}  {:>6}  {:>4} / {:>4}  {:>4}  {self_time}",
+            a.agent, a.calls_served, a.fan_out.p50, a.fan_out.max, a.fan_out_concurrent.max,
         )?;
     }
     top(out, "top requests by fan-out", &s.top_fan_out)?;

@@ -202,6 +202,40 @@ fn per_node_files_merge_into_the_same_report() {
     assert_eq!(merged["edges"], single["edges"]);
 }
 
+/// Overlapping dumps (the same flows recorded twice) count each flow once: the second copy of
+/// a record is dropped and counted, and the report is the one of a single copy.
+#[test]
+fn the_same_flows_read_twice_count_once() {
+    let http = root().join("testdata/real/basic-sample-348-http-flows.json");
+    let once = report(&[http.to_str().unwrap()]);
+    let twice = report(&[http.to_str().unwrap(), http.to_str().unwrap()]);
+    assert_eq!(twice["requests"], once["requests"]);
+    assert_eq!(twice["edges"], once["edges"]);
+    assert_eq!(twice["input"]["http_requests"], once["input"]["http_requests"]);
+    assert_eq!(twice["input"]["repeated_records"], 348);
+    assert_eq!(once["input"]["repeated_records"], 0);
+    let merged = report(&[&minimal("egress-ingress-dup"), &minimal("node-kind-worker2")]);
+    let single = report(&[&minimal("egress-ingress-dup")]);
+    assert_eq!(merged["requests"], single["requests"]);
+}
+
+/// Records later than the reorder window make wrong graphs: every format says so, the machine
+/// formats on stderr and in `input`.
+#[test]
+fn late_records_are_reported_in_every_format() {
+    let text = std::fs::read_to_string(root().join(minimal("traced-fanout"))).unwrap();
+    let reversed: String = text.lines().rev().map(|l| format!("{l}\n")).collect();
+    let (out, err) = analyze(&["--format", "json", "--reorder-window", "1ms", "-"], Some(reversed.as_bytes()));
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let late = r["input"]["late_records"].as_u64().unwrap();
+    assert!(late > 0, "{}", r["input"]);
+    assert!(err.contains(&format!("warning: {late} records arrived later than the reorder window")), "{err}");
+    let (_, err) = analyze(&["--format", "ndjson", "--reorder-window", "1ms", "-"], Some(reversed.as_bytes()));
+    assert!(err.contains("later than the reorder window"), "{err}");
+    let (text, _) = analyze(&["--reorder-window", "1ms", "-"], Some(reversed.as_bytes()));
+    assert!(text.contains("later than the reorder window"), "{text}");
+}
+
 #[test]
 fn out_of_order_lines_give_the_sorted_result() {
     let shuffled = report(&[&minimal("out-of-order")]);
@@ -274,6 +308,22 @@ fn demo_runs_without_input() {
     let (text, _) = analyze(&["--demo"], None);
     assert!(text.contains("agent graph"), "{text}");
     assert!(text.contains("top requests by fan-out"), "{text}");
+}
+
+/// A one-call request that carries a request id is named by it, and nothing about it counts as
+/// inferred from timing.
+#[test]
+fn a_lone_call_is_named_by_its_request_id() {
+    let http5 = root().join("testdata/real/basic-sample-5-http-flows.json");
+    let r = report(&[http5.to_str().unwrap()]);
+    // The first line's request, which carries `X-Request-Id: 49116c2c-…`.
+    let first = r["requests"].as_array().unwrap().iter().find(|q| q["start"] == "2021-10-04T14:28:38.735173594Z");
+    let first = first.expect("the first line's request");
+    assert_eq!(first["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(first["correlation"], "request_id");
+    assert_eq!(first["id"], "49116c2c-3017-4237-97e7-1ff4e16bfe28");
+    let (text, _) = analyze(&[http5.to_str().unwrap()], None);
+    assert!(text.contains("0 grouped by timing"), "{text}");
 }
 
 #[test]

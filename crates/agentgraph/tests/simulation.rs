@@ -193,17 +193,34 @@ fn eval_thresholds_fail_the_command() {
     agentgraph(&["simulate", "--scenario", "support-desk", "--requests", "10", "--out", d.to_str().unwrap()]);
     let report = agentgraph(&["analyze", "--format", "json", d.join("flows.jsonl").to_str().unwrap()]);
     std::fs::write(d.join("report.json"), &report.stdout).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
-        .args(["eval", d.join("report.json").to_str().unwrap(), d.join("truth.json").to_str().unwrap()])
-        .args(["--min-call-recall", "1.0", "--max-latency-mae-ms=-1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--max-latency-mae-ms"), "{err}");
-    assert!(!err.contains("--min-call-recall"), "{err}");
+    let eval = |truth: &Path, gates: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+            .args(["eval", d.join("report.json").to_str().unwrap(), truth.to_str().unwrap()])
+            .args(gates)
+            .output()
+            .unwrap()
+    };
+    // Thresholds that hold pass; the table shows the figures.
+    let out = eval(&d.join("truth.json"), &["--min-call-recall", "1.0", "--max-latency-mae-ms", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("call recall") && table.contains("100.00%"), "{table}");
+
+    // Scored against another simulation's truth nothing matches: recall fails its threshold,
+    // parent accuracy is undefined and fails its own, and the command says why.
+    let other = dir.path().join("other");
+    agentgraph(&["simulate", "--scenario", "code-review", "--requests", "5", "--out", other.to_str().unwrap()]);
+    let out = eval(&other.join("truth.json"), &["--min-call-recall", "0.5", "--min-parent-accuracy", "0.5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("call recall 0.0000 is below --min-call-recall"), "{err}");
+    assert!(err.contains("parent accuracy is undefined"), "{err}");
+    assert!(err.contains("no reported call matches a true call"), "{err}");
+
+    // A threshold out of its range is a usage error, not a gate that can never pass.
+    let out = eval(&d.join("truth.json"), &["--min-parent-accuracy", "98"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a fraction from 0 to 1"));
 }
 
 #[test]
