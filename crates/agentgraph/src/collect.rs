@@ -328,6 +328,7 @@ struct CollectorState {
     requests_forced: AtomicU64,
     calls_unanswered: AtomicU64,
     responses_without_request: AtomicU64,
+    records_late: AtomicU64,
     recent: Mutex<VecDeque<RequestJson>>,
     metrics: Option<Metrics>,
 }
@@ -353,6 +354,9 @@ struct Readiness {
     calls_unanswered: u64,
     /// Responses whose request was not held (before the start, or emitted early under the bound).
     responses_without_request: u64,
+    /// HTTP records that arrived later than the reorder window (a node's clock or its relay
+    /// path far behind the others): their requests may be split or wrongly parented.
+    records_late: u64,
 }
 
 impl CollectorState {
@@ -367,6 +371,7 @@ impl CollectorState {
             requests_forced: AtomicU64::new(0),
             calls_unanswered: AtomicU64::new(0),
             responses_without_request: AtomicU64::new(0),
+            records_late: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             metrics: Some(metrics),
         }
@@ -411,6 +416,7 @@ impl CollectorState {
             requests_emitted_early: self.requests_forced.load(Ordering::Relaxed),
             calls_unanswered: self.calls_unanswered.load(Ordering::Relaxed),
             responses_without_request: self.responses_without_request.load(Ordering::Relaxed),
+            records_late: self.records_late.load(Ordering::Relaxed),
         }
     }
 }
@@ -530,6 +536,7 @@ fn engine_loop(
         state.requests_forced.store(stats.forced_requests, Ordering::Relaxed);
         state.calls_unanswered.store(stats.unanswered_calls, Ordering::Relaxed);
         state.responses_without_request.store(stats.orphan_responses, Ordering::Relaxed);
+        state.records_late.store(stats.late_records, Ordering::Relaxed);
         state.open_calls.store(engine.open_calls() as u64, Ordering::Relaxed);
         state.open_requests.store(engine.open_requests() as u64, Ordering::Relaxed);
         Ok(())

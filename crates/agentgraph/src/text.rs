@@ -136,19 +136,27 @@ fn top(out: &mut impl Write, title: &str, list: &TopK) -> io::Result<()> {
 /// One request: a header line and its call tree, children indented under their parents.
 pub fn request(out: &mut impl Write, g: &RequestGraph) -> io::Result<()> {
     let st = &g.stats;
+    // With no call answered, the request's span is only its start times: no duration to show.
+    let timing = if g.calls.iter().all(|c| c.duration.is_none()) {
+        "no response".to_string()
+    } else {
+        format!("{} (critical path {})", millis(g.duration()), millis(st.critical_path))
+    };
+    let context = if g.calls.iter().any(|c| c.request_bytes.is_some()) {
+        format!("{} context", bytes(st.context_bytes))
+    } else {
+        "context unknown".into()
+    };
     writeln!(
         out,
-        "  {} ({}) root {}: {} calls, depth {}, fan-out {} ({} concurrent), {} context, {} (critical path {})",
+        "  {} ({}) root {}: {}, depth {}, fan-out {} ({} concurrent), {context}, {timing}",
         g.id,
         g.correlation.as_str(),
         g.calls[g.root].server,
-        st.calls,
+        count(st.calls as u64, "call", "calls"),
         st.depth,
         st.fan_out_max,
         st.fan_out_concurrent_max,
-        bytes(st.context_bytes),
-        millis(g.duration()),
-        millis(st.critical_path)
     )?;
     let mut stack: Vec<(usize, usize)> =
         (0..g.calls.len()).rev().filter(|&i| g.calls[i].parent.is_none()).map(|i| (i, 0)).collect();
