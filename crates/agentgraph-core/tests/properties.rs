@@ -206,4 +206,30 @@ proptest! {
         prop_assert_eq!(eb.stats().late_records, 0);
         prop_assert_eq!(canonical(&a), canonical(&b));
     }
+
+    /// Every record read twice — the second copy up to 900 ms of event time later, as from two
+    /// overlapping dumps merged — gives the report of one copy, each second copy counted.
+    #[test]
+    fn records_read_twice_count_once(
+        requests in proptest::collection::vec(request_strategy(), 1..20),
+        seed in any::<u64>(),
+    ) {
+        let once = records(&requests);
+        let mut state = seed | 1;
+        let mut keyed: Vec<(i64, HttpRecord)> = Vec::new();
+        for r in &once {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            keyed.push((r.time, r.clone()));
+            keyed.push((r.time + (state % 900) as i64 * MS, r.clone()));
+        }
+        keyed.sort_by_key(|(k, r)| (*k, r.tiebreak));
+        let twice: Vec<HttpRecord> = keyed.into_iter().map(|(_, r)| r).collect();
+        let (a, ea) = run(&once, EngineConfig::default(), |_| {});
+        let (b, eb) = run(&twice, EngineConfig::default(), |_| {});
+        prop_assert_eq!(eb.stats().repeated_records, once.len() as u64);
+        prop_assert_eq!(eb.stats().http_requests, ea.stats().http_requests);
+        prop_assert_eq!(canonical(&a), canonical(&b));
+    }
 }
