@@ -1701,6 +1701,7 @@ fn to_record(c: &Call, start: Nanos, index: &HashMap<CallId, usize>, namer: &Age
         request_id: c.request_id.clone(),
         observed_both_sides: c.obs[0].present && c.obs[1].present,
         served,
+        answered_at: if c.unanswered { None } else { made_end },
     }
 }
 

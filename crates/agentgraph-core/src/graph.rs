@@ -68,12 +68,20 @@ pub struct CallRecord {
     pub observed_both_sides: bool,
     /// The call's interval on the server side (the clock its own outgoing calls use), when known.
     pub served: Option<Interval>,
+    /// When the client side saw the response, also when the duration is unknown (a response
+    /// without `latency_ns` whose request lies before the dump); `None` when unanswered.
+    pub answered_at: Option<Nanos>,
 }
 
 impl CallRecord {
     /// The interval the client saw, when the call completed.
     pub fn made(&self) -> Option<Interval> {
         self.duration.map(|d| Interval { start: self.start, end: self.start + d })
+    }
+
+    /// The latest time the call is known to have lasted to: its response, else its start.
+    pub fn last_seen(&self) -> Nanos {
+        self.made().map(|m| m.end).or(self.answered_at).unwrap_or(self.start).max(self.start)
     }
 
     /// A call counts as an error when the server answered 5xx or never answered.
@@ -138,7 +146,7 @@ impl RequestGraph {
         }
         let root = calls.iter().position(|c| c.parent.is_none()).unwrap_or(0);
         let start = calls.iter().map(|c| c.start).min().unwrap_or(0);
-        let end = calls.iter().map(|c| c.made().map_or(c.start, |m| m.end)).max().unwrap_or(start);
+        let end = calls.iter().map(CallRecord::last_seen).max().unwrap_or(start);
         let mut g = RequestGraph {
             id,
             correlation,
@@ -188,7 +196,7 @@ impl RequestGraph {
             f.fan_out = kids.len();
             let parent_window = self.calls[i].served.or_else(|| self.calls[i].made());
             let intervals: Vec<Interval> =
-                kids.iter().map(|&k| child_interval(&self.calls[k], parent_window)).collect();
+                kids.iter().map(|&k| child_interval(&self.calls[k], parent_window, self.end)).collect();
             f.fan_out_concurrent = max_overlap(&intervals);
             f.self_time = parent_window.map(|w| w.duration() - covered(&intervals, w));
         }
@@ -214,9 +222,12 @@ impl RequestGraph {
     /// that top-level call to the end of the request, attributed along the chain; time before
     /// it (an earlier attempt that failed, for instance) is not on the critical path.
     fn critical_path(&self, children: &[Vec<usize>]) -> (Nanos, Vec<usize>) {
-        let top = (0..self.calls.len())
-            .filter(|&i| self.calls[i].parent.is_none())
-            .max_by_key(|&i| (self.calls[i].made().map_or(self.calls[i].start, |m| m.end), std::cmp::Reverse(i)));
+        // Among several top-level calls (client retries sharing a request id), the answered one
+        // that ends last: a call never answered has no end to compare.
+        let top = (0..self.calls.len()).filter(|&i| self.calls[i].parent.is_none()).max_by_key(|&i| {
+            let c = &self.calls[i];
+            (c.answered_at.is_some(), c.last_seen(), std::cmp::Reverse(i))
+        });
         let Some(mut at) = top else { return (0, Vec::new()) };
         let length = self.end - self.calls[at].start;
         let mut chain = vec![at];
@@ -238,11 +249,12 @@ impl RequestGraph {
 }
 
 /// A child's interval for its parent's statistics; a child without a response lasts until the
-/// parent ends (it was still outstanding when the parent answered).
-fn child_interval(child: &CallRecord, parent: Option<Interval>) -> Interval {
+/// parent ends (it was still outstanding when the parent answered), or until the request's last
+/// record when the parent never answered either (a request cut off by the end of the capture).
+fn child_interval(child: &CallRecord, parent: Option<Interval>, request_end: Nanos) -> Interval {
     match child.made() {
         Some(m) => m,
-        None => Interval { start: child.start, end: parent.map_or(child.start, |p| p.end.max(child.start)) },
+        None => Interval { start: child.start, end: parent.map_or(request_end, |p| p.end).max(child.start) },
     }
 }
 
@@ -288,7 +300,7 @@ pub fn covered(intervals: &[Interval], window: Interval) -> Nanos {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn iv(start: Nanos, end: Nanos) -> Interval {
@@ -301,5 +313,60 @@ mod tests {
         assert_eq!(max_overlap(&[iv(0, 10), iv(10, 20)]), 1);
         assert_eq!(max_overlap(&[]), 0);
         assert_eq!(covered(&[iv(0, 10), iv(5, 15), iv(30, 40)], iv(2, 35)), 13 + 5);
+    }
+
+    /// A call from `client` to `server` starting at `start` ms, answered after `took` ms.
+    pub(crate) fn call(parent: Option<usize>, start: Nanos, took: Option<Nanos>) -> CallRecord {
+        let ms = 1_000_000;
+        CallRecord {
+            parent,
+            client: Arc::from("a"),
+            server: Arc::from("b"),
+            client_pod: Arc::from(""),
+            server_pod: Arc::from(""),
+            method: Arc::from("POST"),
+            path: Arc::from("/"),
+            status: took.map(|_| 200),
+            start: start * ms,
+            duration: took.map(|t| t * ms),
+            request_bytes: None,
+            response_bytes: None,
+            confidence: 1.0,
+            trace_id: None,
+            request_id: None,
+            observed_both_sides: false,
+            served: None,
+            answered_at: took.map(|t| (start + t) * ms),
+        }
+    }
+
+    /// A request cut off by the end of the capture: neither the root nor its children were
+    /// answered, but the children's own calls show they were in flight together.
+    #[test]
+    fn unanswered_children_of_an_unanswered_parent_overlap_until_the_end() {
+        let g = RequestGraph::new(
+            "r".into(),
+            Correlation::Inferred,
+            vec![call(None, 0, None), call(Some(0), 10, None), call(Some(0), 20, None), call(Some(1), 30, Some(50))],
+        );
+        assert_eq!(g.stats.fan_out_concurrent_max, 2);
+        assert_eq!(g.duration(), 80 * 1_000_000);
+    }
+
+    /// Of two top-level calls (a retry), the critical path starts at the answered one, not at
+    /// a later one never answered; a response seen without its request still ends the request.
+    #[test]
+    fn critical_path_starts_at_an_answered_call_and_a_seen_response_counts() {
+        let g = RequestGraph::new(
+            "r".into(),
+            Correlation::RequestId,
+            vec![call(None, 0, Some(4022)), call(None, 4023, None)],
+        );
+        assert_eq!(g.stats.critical_path, 4023 * 1_000_000);
+        assert_eq!(g.stats.critical_calls, vec![0]);
+        let mut root = call(None, 0, Some(15));
+        root.duration = None; // its request lay before the dump and it had no latency_ns
+        let g = RequestGraph::new("r".into(), Correlation::RequestId, vec![root, call(Some(0), 1, Some(9))]);
+        assert_eq!(g.duration(), 15 * 1_000_000);
     }
 }

@@ -296,9 +296,10 @@ impl Aggregates {
             .map(|(agent, a)| AgentJson {
                 agent: agent.clone(),
                 calls_served: a.calls_served,
-                fan_out: CountDistJson { p50: a.fan_out.quantile(0.5) as u64, max: a.fan_out.max() as u64 },
+                // Rounded, not truncated: past the exact samples a count of 1 comes back as 0.99.
+                fan_out: CountDistJson { p50: a.fan_out.quantile(0.5).round() as u64, max: a.fan_out.max() as u64 },
                 fan_out_concurrent: CountDistJson {
-                    p50: a.fan_out_concurrent.quantile(0.5) as u64,
+                    p50: a.fan_out_concurrent.quantile(0.5).round() as u64,
                     max: a.fan_out_concurrent.max() as u64,
                 },
                 self_time_samples: a.self_time_ms.count(),
@@ -420,5 +421,22 @@ mod tests {
         assert_eq!(json(CallRef(usize::MAX)), format!(r#""c{}""#, usize::MAX));
         assert_eq!(json(Timestamp(0)), r#""1970-01-01T00:00:00.000000000Z""#);
         assert_eq!(json(Timestamp(-1)), r#""1969-12-31T23:59:59.999999999Z""#);
+    }
+
+    /// Past the sketch's exact samples a fan-out of 1 comes back as 0.99: the count is rounded.
+    #[test]
+    fn agent_fan_out_percentiles_round_past_the_exact_samples() {
+        let mut aggregates = Aggregates::default();
+        for i in 0..1500 {
+            let kids = if i % 100 == 0 { 0 } else { 1 };
+            let mut calls = vec![crate::graph::tests::call(None, 0, Some(100))];
+            calls.extend((0..kids).map(|_| crate::graph::CallRecord {
+                server: Arc::from("c"),
+                ..crate::graph::tests::call(Some(0), 10, Some(20))
+            }));
+            aggregates.add(&RequestGraph::new(format!("r{i}"), crate::Correlation::Inferred, calls));
+        }
+        let server = aggregates.agents().into_iter().find(|a| &*a.agent == "b").expect("the parents' agent");
+        assert_eq!((server.fan_out.p50, server.fan_out_concurrent.p50), (1, 1));
     }
 }

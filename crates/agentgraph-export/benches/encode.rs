@@ -26,6 +26,7 @@ fn graph(i: usize) -> RequestGraph {
         request_id: None,
         observed_both_sides: false,
         served: None,
+        answered_at: Some(1_000_000 * (i as i64 % 5000 + 1)),
     };
     RequestGraph::new(format!("r{i}"), Correlation::Inferred, vec![call])
 }

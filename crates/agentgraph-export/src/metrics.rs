@@ -572,6 +572,7 @@ mod tests {
             request_id: None,
             observed_both_sides: false,
             served: None,
+            answered_at: Some(1_500_000_000),
         };
         RequestGraph::new(id.into(), Correlation::Inferred, vec![call])
     }
