@@ -2,6 +2,7 @@
 //! order, 64-bit integers as strings, RFC 3339 `Z` times), for the simulated flows.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use agentgraph_proto::time::write_rfc3339_nanos;
 
@@ -9,8 +10,10 @@ use agentgraph_proto::time::write_rfc3339_nanos;
 /// (Hubble sets it only for endpoints local to the reporting node).
 #[derive(Clone, Debug)]
 pub struct EndpointJson {
-    pub local: String,
-    pub remote: String,
+    /// The endpoint object as the node hosting it prints it, and as other nodes do. Shared:
+    /// every record of a call holds its two endpoints until it is written.
+    pub local: Arc<str>,
+    pub remote: Arc<str>,
     pub ip: String,
     pub node: usize,
     /// `namespace/pod`, empty outside the cluster.
@@ -46,8 +49,8 @@ impl EndpointJson {
             workload.0, workload.1
         );
         EndpointJson {
-            local: format!(r#"{{"ID":{id},{body}"#),
-            remote: format!("{{{body}"),
+            local: format!(r#"{{"ID":{id},{body}"#).into(),
+            remote: format!("{{{body}").into(),
             ip,
             node,
             pod: format!("{namespace}/{pod_name}"),
@@ -59,8 +62,8 @@ impl EndpointJson {
     pub fn reserved(identity: u32, name: &str, ip: String, node: usize) -> Self {
         let body = format!(r#"{{"identity":{identity},"labels":["reserved:{name}"]}}"#);
         EndpointJson {
-            local: body.clone(),
-            remote: body,
+            local: body.clone().into(),
+            remote: body.into(),
             ip,
             node,
             pod: String::new(),
@@ -81,6 +84,20 @@ pub struct HttpParts<'a> {
     pub trace_id: Option<&'a str>,
 }
 
+/// A timestamp as Go's protojson prints it: RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits,
+/// as few as keep its value (`…:00Z`, `…:00.998Z`, `…:00.123456789Z`).
+fn write_protojson_time(out: &mut String, time: i64) {
+    write_rfc3339_nanos(out, time);
+    // `….nnnnnnnnnZ`: drop trailing groups of three zeros, and the dot when nothing is left.
+    let fraction_end = out.len() - 1;
+    let mut keep = 9;
+    while keep > 0 && out[fraction_end - (9 - keep) - 3..fraction_end - (9 - keep)] == *"000" {
+        keep -= 3;
+    }
+    let cut = if keep == 0 { 10 } else { 9 - keep };
+    out.replace_range(fraction_end - cut..fraction_end, "");
+}
+
 /// Writes common flow prefix fields in Hubble order up to and including `destination`.
 #[allow(clippy::too_many_arguments)]
 fn prefix(
@@ -95,7 +112,7 @@ fn prefix(
     extra: &str,
 ) {
     out.push_str(r#"{"flow":{"time":""#);
-    write_rfc3339_nanos(out, time);
+    write_protojson_time(out, time);
     let _ = write!(
         out,
         r#"","uuid":"{uuid}","emitter":{{"name":"Hubble","version":"1.19.1+gd0d0c879"}},"verdict":"{verdict}"{extra},"IP":{{"source":"{}","destination":"{}","ipVersion":"IPv4"}},"l4":{l4},"source":{},"destination":{}"#,
@@ -125,7 +142,7 @@ fn node_suffix(node: usize) -> String {
 
 fn suffix(out: &mut String, time: i64, node: usize) {
     let _ = write!(out, r#"}},"node_name":"kind-worker{}","time":""#, node_suffix(node));
-    write_rfc3339_nanos(out, time);
+    write_protojson_time(out, time);
     out.push_str("\"}\n");
 }
 
@@ -196,6 +213,8 @@ pub fn http_line(
 pub enum SynFate {
     /// Seen leaving the source endpoint (an L3/L4 trace event).
     Traced,
+    /// Redirected to the node's L7 proxy (a connection whose HTTP Hubble also records).
+    ToProxy,
     /// Dropped by network policy.
     Dropped,
 }
@@ -219,6 +238,11 @@ pub fn syn_line(
             "FORWARDED",
             "",
             r#","event_type":{"type":4,"sub_type":3},"traffic_direction":"EGRESS","trace_observation_point":"TO_STACK","trace_reason":"NEW","is_reply":false,"interface":{"index":11,"name":"lxc0"},"Summary":"TCP Flags: SYN""#,
+        ),
+        SynFate::ToProxy => (
+            "FORWARDED",
+            "",
+            r#","event_type":{"type":4,"sub_type":1},"traffic_direction":"EGRESS","trace_observation_point":"TO_PROXY","trace_reason":"NEW","is_reply":false,"Summary":"TCP Flags: SYN""#,
         ),
         SynFate::Dropped => (
             "DROPPED",
@@ -245,6 +269,7 @@ pub fn dns_line(
     sport: u16,
     dport: u16,
     query: &str,
+    answer: &str,
     response: bool,
 ) {
     let l4 = format!(r#"{{"UDP":{{"source_port":{sport},"destination_port":{dport}}}}}"#);
@@ -254,7 +279,7 @@ pub fn dns_line(
     if response {
         let _ = write!(
             out,
-            r#","l7":{{"type":"RESPONSE","dns":{{"query":"{query}","ips":["203.0.113.10"],"ttl":30,"observation_source":"proxy","qtypes":["A"],"rrtypes":["A"]}}}},"reply":true,"event_type":{{"type":129}},"traffic_direction":"EGRESS","is_reply":true,"Summary":"DNS Answer \"203.0.113.10\" TTL: 30 (Proxy {query} A)""#
+            r#","l7":{{"type":"RESPONSE","dns":{{"query":"{query}","ips":["{answer}"],"ttl":30,"observation_source":"proxy","qtypes":["A"],"rrtypes":["A"]}}}},"reply":true,"event_type":{{"type":129}},"traffic_direction":"EGRESS","is_reply":true,"Summary":"DNS Answer \"{answer}\" TTL: 30 (Proxy {query} A)""#
         );
     } else {
         let _ = write!(
@@ -263,4 +288,27 @@ pub fn dns_line(
         );
     }
     suffix(out, time, node);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_protojson_does() {
+        let base = 1_795_600_800_000_000_000; // 2026-11-25T10:00:00Z
+        for (offset, text) in [
+            (0, "2026-11-25T10:00:00Z"),
+            (998_000_000, "2026-11-25T10:00:00.998Z"),
+            (998_500_000, "2026-11-25T10:00:00.998500Z"),
+            (123_456_789, "2026-11-25T10:00:00.123456789Z"),
+            (100, "2026-11-25T10:00:00.000000100Z"),
+            (1_000, "2026-11-25T10:00:00.000001Z"),
+        ] {
+            let mut out = String::from("x");
+            write_protojson_time(&mut out, base + offset);
+            assert_eq!(out, format!("x{text}"));
+            assert_eq!(agentgraph_proto::time::parse_rfc3339_nanos(text.as_bytes()), Some(base + offset), "{text}");
+        }
+    }
 }

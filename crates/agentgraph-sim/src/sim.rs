@@ -3,7 +3,7 @@
 //! skewed clock), background noise, and the ground truth of every request.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use serde::Serialize;
 
@@ -206,7 +206,77 @@ struct Pending {
     time: i64,
     seq: u64,
     node: usize,
-    line: String,
+    body: Body,
+}
+
+/// What a waiting record holds.
+enum Body {
+    /// A finished line.
+    Line(String),
+    /// An L7 HTTP record, written when it leaves in time order: a response's `latency_ns` and
+    /// `trace_context` depend on what its node's Cilium agent saw before it (see [`L7Cache`]).
+    Http(Box<PendingHttp>),
+}
+
+struct PendingHttp {
+    uuid: String,
+    /// The packet's source and destination (the responder is the source of a response).
+    src: EndpointJson,
+    dst: EndpointJson,
+    sport: u16,
+    dport: u16,
+    response: bool,
+    egress: bool,
+    method: String,
+    url: String,
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    /// The trace id of a request's `traceparent` header.
+    trace_id: Option<String>,
+    request_id: String,
+}
+
+/// What a node's Cilium agent remembers of the HTTP requests it saw, as Hubble's L7 parser
+/// does: each request's time and trace context under its `X-Request-Id` (the latest request
+/// with an id replaces the entry; at most 10,000 ids, the oldest forgotten first). A response
+/// with that id takes its `latency_ns` and `trace_context` from the entry and removes it. So the
+/// second proxy copy of a call between two pods of one node gets neither, and when one id goes
+/// through several hops on a node (a propagated request id) a response may get another call's
+/// latency.
+#[derive(Default)]
+struct L7Cache {
+    /// By a hash of the request id (ids are random UUIDs: distinct ones do not collide).
+    entries: HashMap<u64, (i64, Option<String>)>,
+    /// Ids in the order they were remembered (some already taken), for forgetting the oldest.
+    order: VecDeque<u64>,
+}
+
+impl L7Cache {
+    const CAPACITY: usize = 10_000;
+
+    fn key(request_id: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(request_id)
+    }
+
+    fn remember(&mut self, request_id: &str, time: i64, trace_id: Option<String>) {
+        let key = Self::key(request_id);
+        if self.entries.insert(key, (time, trace_id)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.entries.len() > Self::CAPACITY {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.entries.remove(&oldest);
+        }
+        if self.order.len() > 2 * Self::CAPACITY {
+            // Ids taken by their responses linger in `order`; drop them now and then.
+            self.order.retain(|id| self.entries.contains_key(id));
+        }
+    }
+
+    fn take(&mut self, request_id: &str) -> Option<(i64, Option<String>)> {
+        self.entries.remove(&Self::key(request_id))
+    }
 }
 
 impl PartialEq for Pending {
@@ -235,6 +305,8 @@ pub struct Simulator<'s> {
     cluster: Cluster,
     skew: Vec<i64>,
     pending: BinaryHeap<Reverse<Pending>>,
+    /// Per node, what its Cilium agent remembers of HTTP requests.
+    l7_caches: Vec<L7Cache>,
     seq: u64,
     next_port: u16,
     summary: SimSummary,
@@ -259,6 +331,7 @@ impl<'s> Simulator<'s> {
             cluster,
             skew,
             pending: BinaryHeap::new(),
+            l7_caches: (0..scenario.nodes).map(|_| L7Cache::default()).collect(),
             seq: 0,
             next_port: 32768,
             summary: SimSummary::default(),
@@ -329,24 +402,62 @@ impl<'s> Simulator<'s> {
                 break;
             }
             let Reverse(p) = self.pending.pop().expect("peeked");
-            flows(p.node, &p.line)?;
+            match p.body {
+                Body::Line(line) => flows(p.node, &line)?,
+                Body::Http(h) => flows(p.node, &self.http_line(p.time, p.node, *h))?,
+            }
         }
         Ok(())
     }
 
+    /// The line of an HTTP record leaving in time order, through its node's [`L7Cache`].
+    fn http_line(&mut self, time: i64, node: usize, mut h: PendingHttp) -> String {
+        let cache = &mut self.l7_caches[node];
+        let (latency_ns, trace_id) = if h.response {
+            cache.take(&h.request_id).map_or((0, None), |(t, trace)| ((time - t).max(0), trace))
+        } else {
+            (0, h.trace_id.take())
+        };
+        let parts = HttpParts {
+            response: h.response,
+            egress: h.egress,
+            method: &h.method,
+            url: &h.url,
+            status: h.status,
+            latency_ns,
+            headers: &h.headers,
+            trace_id: trace_id.as_deref(),
+        };
+        let mut line = String::with_capacity(2600);
+        hubble::http_line(&mut line, time, &h.uuid, node, &h.src, &h.dst, h.sport, h.dport, &parts);
+        line.pop();
+        if !h.response {
+            self.l7_caches[node].remember(&h.request_id, time, trace_id);
+        }
+        line
+    }
+
+    /// Queues a record stamped by `node`'s clock: a line written now, or an HTTP record.
     fn emit(&mut self, true_time: i64, node: usize, write: impl FnOnce(&mut String, i64, &str)) {
+        self.queue(true_time, node, |time, uuid| {
+            let mut line = String::with_capacity(2600);
+            write(&mut line, time, &uuid);
+            // The writers end each line with a newline; callbacks get the line without it.
+            line.pop();
+            Body::Line(line)
+        });
+    }
+
+    fn queue(&mut self, true_time: i64, node: usize, body: impl FnOnce(i64, String) -> Body) {
         let time = true_time + self.skew[node];
         let uuid = {
             let h = self.rng.hex(32);
             format!("{}-{}-4{}-a{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
         };
-        let mut line = String::with_capacity(2600);
-        write(&mut line, time, &uuid);
-        // The writers end each line with a newline; callbacks get the line without it.
-        line.pop();
         self.seq += 1;
         self.summary.flows += 1;
-        self.pending.push(Reverse(Pending { time, seq: self.seq, node, line }));
+        let body = body(time, uuid);
+        self.pending.push(Reverse(Pending { time, seq: self.seq, node, body }));
     }
 
     fn port(&mut self) -> u16 {
@@ -436,7 +547,7 @@ impl<'s> Simulator<'s> {
             egress_copy: true,
             ingress_copy: self.scenario.both_copies,
         });
-        self.per_call_noise(&client, &spec, t0);
+        self.per_call_noise(&client, &server, agent, port, t0);
         let mut t = server_start;
         if spec.calls.is_empty() {
             t += (self.rng.log_uniform(spec.latency_ms) * MS) as i64;
@@ -509,14 +620,15 @@ impl<'s> Simulator<'s> {
         let query = format!("{host}.");
         let node = client.node;
         let c = client.clone();
+        let world = self.cluster.world.clone();
         self.emit(t, node, |out, time, uuid| {
-            hubble::dns_line(out, time, uuid, node, &c, &dns, sport, dport, &query, false)
+            hubble::dns_line(out, time, uuid, node, &c, &dns, sport, dport, &query, &world.ip, false)
         });
         let c = client.clone();
         let dns2 = self.cluster.kube_dns.clone();
         let q2 = query.clone();
         self.emit(t + 800_000, node, |out, time, uuid| {
-            hubble::dns_line(out, time, uuid, node, &dns2, &c, dport, sport, &q2, true)
+            hubble::dns_line(out, time, uuid, node, &dns2, &c, dport, sport, &q2, &world.ip, true)
         });
         let port = self.port();
         let world = self.cluster.world.clone();
@@ -527,29 +639,34 @@ impl<'s> Simulator<'s> {
         t + 1_000_000 + (self.rng.log_uniform([50.0, 800.0]) * MS) as i64
     }
 
-    fn per_call_noise(&mut self, client: &EndpointJson, server_spec: &Agent, t: i64) {
+    /// The DNS lookup of a call's service (sometimes) and its connection's first packet, sent
+    /// to the client's L7 proxy on the call's own ports (sometimes: some calls reuse a
+    /// connection).
+    fn per_call_noise(&mut self, client: &EndpointJson, server: &EndpointJson, agent: usize, port: u16, t: i64) {
+        let server_spec = &self.cluster.agents[agent].spec;
+        let query = format!("{}.{}.svc.cluster.local.", server_spec.name, server_spec.namespace);
         let noise = self.scenario.noise.clone();
         if client.pod.is_empty() {
             return;
         }
         if self.rng.chance(noise.dns_per_call) {
             let (sport, dns, node) = (self.port(), self.cluster.kube_dns.clone(), client.node);
-            let q = format!("{}.{}.svc.cluster.local.", server_spec.name, server_spec.namespace);
+            let (q, answer) = (query.clone(), service_ip(agent));
             let c = client.clone();
             self.emit(t - 2_000_000, node, |o, time, u| {
-                hubble::dns_line(o, time, u, node, &c, &dns, sport, 53, &q, false)
+                hubble::dns_line(o, time, u, node, &c, &dns, sport, 53, &q, &answer, false)
             });
             let c = client.clone();
+            let answer = service_ip(agent);
             self.emit(t - 1_500_000, node, |o, time, u| {
-                hubble::dns_line(o, time, u, node, &dns, &c, 53, sport, &q, true)
+                hubble::dns_line(o, time, u, node, &dns, &c, 53, sport, &q, &answer, true)
             });
         }
         if self.rng.chance(noise.tcp_per_call) {
-            let (sport, node) = (self.port(), client.node);
-            let c = client.clone();
-            let s = self.cluster.kube_dns.clone();
+            let node = client.node;
+            let (c, s) = (client.clone(), server.clone());
             self.emit(t - 500_000, node, |o, time, u| {
-                hubble::syn_line(o, time, u, node, &c, &s, sport, 8080, hubble::SynFate::Traced)
+                hubble::syn_line(o, time, u, node, &c, &s, port, 8080, hubble::SynFate::ToProxy)
             });
         }
     }
@@ -691,7 +808,7 @@ impl<'s> Simulator<'s> {
 
     fn emit_call(&mut self, c: &SimCall, trace_id: Option<&str>) {
         let url = format!("http://{}:8080{}", c.host, c.path);
-        let mut req_headers: Vec<(&str, String)> = Vec::with_capacity(6);
+        let mut req_headers: Vec<(&'static str, String)> = Vec::with_capacity(6);
         if c.method != "GET" {
             req_headers.push(("Content-Length", c.request_bytes.to_string()));
             req_headers.push(("Content-Type", "application/json".into()));
@@ -701,7 +818,7 @@ impl<'s> Simulator<'s> {
         }
         req_headers.push(("User-Agent", "agent-runtime/1.4".into()));
         req_headers.push(("X-Request-Id", c.request_id.clone()));
-        let resp_headers: Vec<(&str, String)> = vec![
+        let resp_headers: Vec<(&'static str, String)> = vec![
             ("Content-Length", c.response_bytes.to_string()),
             ("Content-Type", "application/json".into()),
             ("X-Request-Id", c.request_id.clone()),
@@ -716,43 +833,49 @@ impl<'s> Simulator<'s> {
                 continue;
             }
             self.summary.http_records += 1;
-            let (client, server) = (c.client.clone(), c.server.clone());
-            let (method, url_r, headers) = (c.method.clone(), url.clone(), req_headers.clone());
-            let port = c.client_port;
-            self.emit(req_t, node, |o, time, u| {
-                let parts = HttpParts {
-                    response: false,
-                    egress,
-                    method: &method,
-                    url: &url_r,
-                    status: 0,
-                    latency_ns: 0,
-                    headers: &headers,
-                    trace_id,
-                };
-                hubble::http_line(o, time, u, node, &client, &server, port, server_port, &parts)
-            });
+            let request = |uuid: String| PendingHttp {
+                uuid,
+                src: c.client.clone(),
+                dst: c.server.clone(),
+                sport: c.client_port,
+                dport: server_port,
+                response: false,
+                egress,
+                method: c.method.clone(),
+                url: url.clone(),
+                status: 0,
+                headers: req_headers.clone(),
+                trace_id: trace_id.map(str::to_string),
+                request_id: c.request_id.clone(),
+            };
+            self.queue(req_t, node, |_, uuid| Body::Http(Box::new(request(uuid))));
             if c.answered {
                 self.summary.http_records += 1;
-                let (method, url_r, headers) = (c.method.clone(), url.clone(), resp_headers.clone());
-                let (client, server) = (c.client.clone(), c.server.clone());
-                let status = c.status;
-                self.emit(resp_t, node, |o, time, u| {
-                    let parts = HttpParts {
-                        response: true,
-                        egress,
-                        method: &method,
-                        url: &url_r,
-                        status,
-                        latency_ns: resp_t - req_t,
-                        headers: &headers,
-                        trace_id,
-                    };
-                    hubble::http_line(o, time, u, node, &server, &client, server_port, port, &parts)
-                });
+                let response = |uuid: String| PendingHttp {
+                    uuid,
+                    src: c.server.clone(),
+                    dst: c.client.clone(),
+                    sport: server_port,
+                    dport: c.client_port,
+                    response: true,
+                    egress,
+                    method: c.method.clone(),
+                    url: url.clone(),
+                    status: c.status,
+                    headers: resp_headers.clone(),
+                    trace_id: None,
+                    request_id: c.request_id.clone(),
+                };
+                self.queue(resp_t, node, |_, uuid| Body::Http(Box::new(response(uuid))));
             }
         }
     }
+}
+
+/// The ClusterIP (in 10.96.0.0/16) of the Service of the scenario's `agent`-th agent: what an
+/// in-cluster DNS lookup of `<name>.<namespace>.svc.cluster.local` answers.
+fn service_ip(agent: usize) -> String {
+    format!("10.96.{}.{}", agent / 250, agent % 250 + 2)
 }
 
 /// Writes the truth document (`agentgraph.truth/v1`) request by request.
