@@ -231,6 +231,7 @@ pub fn syn_line(
     sport: u16,
     dport: u16,
     fate: SynFate,
+    destination_name: Option<&str>,
 ) {
     let l4 = format!(r#"{{"TCP":{{"source_port":{sport},"destination_port":{dport},"flags":{{"SYN":true}}}}}}"#);
     let (verdict, extra, fields) = match fate {
@@ -253,6 +254,10 @@ pub fn syn_line(
     prefix(out, time, uuid, verdict, src, dst, &l4, node, extra);
     out.push_str(r#","Type":"L3_L4""#);
     node_fields(out, node);
+    if let Some(name) = destination_name {
+        // What the DNS proxy saw the client look up for this address, without the final dot.
+        let _ = write!(out, r#","destination_names":["{}"]"#, name.trim_end_matches('.'));
+    }
     out.push_str(fields);
     suffix(out, time, node);
 }

@@ -197,6 +197,8 @@ struct SimCall {
     client_port: u16,
     span: String,
     request_id: String,
+    /// What the client calls itself: an agent runtime, Prometheus, the kubelet's probe.
+    user_agent: &'static str,
     egress_copy: bool,
     ingress_copy: bool,
 }
@@ -544,6 +546,7 @@ impl<'s> Simulator<'s> {
             client_port: port,
             span,
             request_id: rid,
+            user_agent: "agent-runtime/1.4",
             egress_copy: true,
             ingress_copy: self.scenario.both_copies,
         });
@@ -634,7 +637,7 @@ impl<'s> Simulator<'s> {
         let world = self.cluster.world.clone();
         let c = client.clone();
         self.emit(t + 1_000_000, node, |out, time, uuid| {
-            hubble::syn_line(out, time, uuid, node, &c, &world, port, 443, hubble::SynFate::Traced)
+            hubble::syn_line(out, time, uuid, node, &c, &world, port, 443, hubble::SynFate::Traced, Some(host))
         });
         t + 1_000_000 + (self.rng.log_uniform([50.0, 800.0]) * MS) as i64
     }
@@ -666,7 +669,7 @@ impl<'s> Simulator<'s> {
             let node = client.node;
             let (c, s) = (client.clone(), server.clone());
             self.emit(t - 500_000, node, |o, time, u| {
-                hubble::syn_line(o, time, u, node, &c, &s, port, 8080, hubble::SynFate::ToProxy)
+                hubble::syn_line(o, time, u, node, &c, &s, port, 8080, hubble::SynFate::ToProxy, None)
             });
         }
     }
@@ -699,14 +702,25 @@ impl<'s> Simulator<'s> {
                         let src = self.cluster.prometheus.clone();
                         let (sport, node) = (self.port(), src.node);
                         self.emit(t, node, |o, time, u| {
-                            hubble::syn_line(o, time, u, node, &src, &target, sport, 5432, hubble::SynFate::Dropped)
+                            hubble::syn_line(
+                                o,
+                                time,
+                                u,
+                                node,
+                                &src,
+                                &target,
+                                sport,
+                                5432,
+                                hubble::SynFate::Dropped,
+                                None,
+                            )
                         });
                     }
                     _ => {
-                        let (client, path, ingress_only) = if kind == 0 {
-                            (self.cluster.prometheus.clone(), "/metrics", false)
+                        let (client, path, ingress_only, user_agent) = if kind == 0 {
+                            (self.cluster.prometheus.clone(), "/metrics", false, "Prometheus/2.53.1")
                         } else {
-                            (self.cluster.hosts[target.node].clone(), "/healthz", true)
+                            (self.cluster.hosts[target.node].clone(), "/healthz", true, "kube-probe/1.31")
                         };
                         let rid = self.uuid();
                         let port = self.port();
@@ -717,7 +731,8 @@ impl<'s> Simulator<'s> {
                             server: target.clone(),
                             method: "GET".into(),
                             path: path.into(),
-                            host: target.pod.rsplit('/').next().unwrap_or("").to_string(),
+                            // Scrapes and probes address the pod by its IP, not a Service name.
+                            host: target.ip.clone(),
                             start: t,
                             server_start: t + 300_000,
                             server_end: t + 300_000 + latency,
@@ -729,6 +744,7 @@ impl<'s> Simulator<'s> {
                             client_port: port,
                             span: self.rng.hex(16),
                             request_id: rid.clone(),
+                            user_agent,
                             egress_copy: !ingress_only,
                             ingress_copy: ingress_only || self.scenario.both_copies,
                         };
@@ -816,7 +832,7 @@ impl<'s> Simulator<'s> {
         if let Some(t) = trace_id {
             req_headers.push(("Traceparent", format!("00-{t}-{}-01", c.span)));
         }
-        req_headers.push(("User-Agent", "agent-runtime/1.4".into()));
+        req_headers.push(("User-Agent", c.user_agent.into()));
         req_headers.push(("X-Request-Id", c.request_id.clone()));
         let resp_headers: Vec<(&'static str, String)> = vec![
             ("Content-Length", c.response_bytes.to_string()),
