@@ -46,7 +46,8 @@ pub struct EngineConfig {
     /// A request without a response is closed as unanswered after this long.
     pub response_timeout: Nanos,
     /// A request whose calls have all completed is emitted after this long without activity
-    /// (late retries with the same trace or request id, late copies from another node).
+    /// (late retries with the same trace or request id, late copies from another node); never
+    /// sooner than the other proxy's copy of a record may come (see [`EngineConfig::settle_time`]).
     pub linger: Nanos,
     /// The egress and ingress copies of one exchange are at most this far apart.
     pub dedup_window: Nanos,
@@ -59,6 +60,15 @@ pub struct EngineConfig {
     /// Also learn timing statistics from parents whose children were inferred (for a first,
     /// learning-only pass over a dump: "re-learn from the result").
     pub learn_from_inferred: bool,
+}
+
+impl EngineConfig {
+    /// How long a completed request waits without activity before it is emitted: `linger`, but
+    /// at least the time the other proxy's copy of its last record may take to arrive, which
+    /// would otherwise start a request of its own.
+    pub fn settle_time(&self) -> Nanos {
+        self.linger.max(self.dedup_window + self.clock_skew)
+    }
 }
 
 impl Default for EngineConfig {
@@ -1002,7 +1012,7 @@ impl Engine {
         {
             self.resolve_checks.push((time + self.resolve_margin(), p));
         }
-        self.group_checks.push((time + self.config.linger, group));
+        self.group_checks.push((time + self.config.settle_time(), group));
     }
 
     /// The calls of `call`'s own request served at `at`, when it carries a trace or request id
@@ -1399,7 +1409,7 @@ impl Engine {
         }
         for g in touched {
             if let Some(group) = self.groups.get(&g) {
-                let due = group.last_activity + self.config.linger;
+                let due = group.last_activity + self.config.settle_time();
                 self.group_checks.push((due.max(self.now), g));
             }
         }
@@ -1435,7 +1445,7 @@ impl Engine {
         }
         dst.trace_ids.extend(src.trace_ids);
         dst.request_ids.extend(src.request_ids);
-        self.group_checks.push((dst.last_activity + self.config.linger, into));
+        self.group_checks.push((dst.last_activity + self.config.settle_time(), into));
     }
 
     fn check_group(&mut self, g: GroupId) {
@@ -1443,7 +1453,7 @@ impl Engine {
         if group.open > 0 || group.claims > 0 || group.awaiting > 0 {
             return;
         }
-        let due = group.last_activity + self.config.linger;
+        let due = group.last_activity + self.config.settle_time();
         if due > self.now {
             self.group_checks.push((due, g));
             return;

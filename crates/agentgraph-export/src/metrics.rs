@@ -330,7 +330,7 @@ impl Metrics {
         let requests_expired = Counter::default();
         registry.register(
             "agentgraph_requests_expired",
-            "Calls closed without a response after the timeout",
+            "Calls closed without a response (expired after the response timeout, or open at shutdown)",
             requests_expired.clone(),
         );
         let series_dropped = Family::<FamilyLabels, Counter>::default();
@@ -345,7 +345,7 @@ impl Metrics {
         // Self-telemetry series exist from the start, at zero.
         let _ = flows_received.get_or_create(&SourceLabels { source: "hubble".into() });
         let _ = lost_events.get_or_create(&SourceLabels { source: "hubble".into() });
-        Metrics {
+        let metrics = Metrics {
             config,
             registry,
             calls,
@@ -376,7 +376,34 @@ impl Metrics {
             series_dropped,
             last: Mutex::new(SelfTelemetry::default()),
             pods: Mutex::new(HashMap::new()),
+        };
+        // One zero series per capped family, so the family is on /metrics (and alerts on it
+        // have data) before anything is dropped.
+        let m = &metrics;
+        for name in [
+            m.calls.name,
+            m.call_duration.name,
+            m.call_request_bytes.name,
+            m.call_response_bytes.name,
+            m.requests.name,
+            m.request_duration.name,
+            m.request_calls.name,
+            m.request_depth.name,
+            m.request_fan_out.name,
+            m.request_concurrent_fan_out.name,
+            m.request_context_bytes.name,
+            m.agent_fan_out.name,
+            m.agent_concurrent_fan_out.name,
+            m.agent_self.name,
+            m.agent_pods.name,
+            m.sg_total.name,
+            m.sg_failed.name,
+            m.sg_server.name,
+            m.sg_client.name,
+        ] {
+            let _ = m.series_dropped.get_or_create(&FamilyLabels { family: name.into() });
         }
+        metrics
     }
 
     /// Records one completed request graph.

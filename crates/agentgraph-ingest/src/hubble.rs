@@ -64,24 +64,48 @@ pub struct ClientTelemetry {
     /// Sum of `num_events_lost` reported upstream (Hubble ring buffers overflowing).
     pub lost_events: AtomicU64,
     pub node_status_events: AtomicU64,
+    /// Connections made again after one was lost (failed attempts are not counted).
     pub reconnects: AtomicU64,
+    /// Why the last attempt or connection failed; cleared once connected again.
     pub last_error: std::sync::Mutex<String>,
     pub server_version: std::sync::Mutex<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid Hubble server address `{0}`")]
+    #[error("invalid Hubble server address `{0}` (give host:port, e.g. hubble-relay.kube-system.svc:80)")]
     Address(String),
-    #[error("cannot read {path}: {source}")]
-    Tls { path: String, source: std::io::Error },
+    // Not `source`: the cause is printed here once, not again by a caller walking the chain.
+    #[error("cannot read {path}: {error}")]
+    Tls { path: String, error: std::io::Error },
     #[error("tls: {0}")]
     TlsConfig(String),
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|source| ClientError::Tls { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|error| ClientError::Tls { path: path.display().to_string(), error })
 }
+
+/// An error with its causes, `outer: inner: innermost` (tonic's own message is only
+/// "transport error"; the reason — refused, certificate, protocol — is in its sources).
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// How long a stream may stay silent before the server is asked whether it is still there: a
+/// server that stopped (a frozen process, a dead node behind a live connection) is noticed
+/// within this plus the connect timeout, while a quiet cluster costs one small call a minute.
+const SILENCE_PROBE: Duration = Duration::from_secs(60);
 
 /// Builds the channel endpoint (TLS when asked by `tls://` or certificate files).
 pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
@@ -89,6 +113,10 @@ pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
         Some(rest) => (true, rest),
         None => (config.tls_ca.is_some() || config.tls_cert.is_some(), config.server.trim_start_matches("http://")),
     };
+    // Without a port the URI would quietly mean port 80 or 443; Hubble listens elsewhere.
+    if address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+        return Err(ClientError::Address(config.server.clone()));
+    }
     let uri = format!("{}://{address}", if tls { "https" } else { "http" });
     let mut ep = Endpoint::from_shared(uri)
         .map_err(|_| ClientError::Address(config.server.clone()))?
@@ -106,7 +134,7 @@ pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
             (None, None) => {}
             _ => return Err(ClientError::TlsConfig("--tls-cert and --tls-key go together".into())),
         }
-        ep = ep.tls_config(t).map_err(|e| ClientError::TlsConfig(e.to_string()))?;
+        ep = ep.tls_config(t).map_err(|e| ClientError::TlsConfig(describe(&e)))?;
     }
     Ok(ep)
 }
@@ -152,24 +180,28 @@ pub async fn follow(
     let mut resume = Resume::default();
     let mut backoff = config.backoff_initial;
     let mut attempt: u64 = 0;
+    let mut ever_connected = false;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         let outcome = tokio::select! {
-            r = session(&endpoint, &config, &tx, &telemetry, &mut resume) => r,
+            r = session(&endpoint, &config, &tx, &telemetry, &mut resume, &mut ever_connected) => r,
             _ = shutdown.changed() => return Ok(()),
         };
-        telemetry.connected.store(false, Ordering::Relaxed);
+        // A connection that worked starts the next wait from the beginning: only failures in a
+        // row back off further.
+        if telemetry.connected.swap(false, Ordering::Relaxed) {
+            backoff = config.backoff_initial;
+        }
         match outcome {
-            Ok(Session::Delivered) => backoff = config.backoff_initial,
+            Ok(Session::Ended) => {}
             Ok(Session::ConsumerGone) => return Ok(()),
             Err(message) => {
                 *telemetry.last_error.lock().unwrap_or_else(|e| e.into_inner()) = message.clone();
                 tracing::warn!(server = %config.server, error = %message, retry_in_ms = backoff.as_millis() as u64, "hubble connection failed");
             }
         }
-        telemetry.reconnects.fetch_add(1, Ordering::Relaxed);
         // Jitter spreads reconnects of many collectors: ±25 % of the backoff.
         attempt += 1;
         let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -184,8 +216,8 @@ pub async fn follow(
 }
 
 enum Session {
-    /// The stream ended after delivering flows (a server restart, an idle timeout).
-    Delivered,
+    /// The server ended the stream (a restart, an idle timeout).
+    Ended,
     /// The receiving side closed: stop.
     ConsumerGone,
 }
@@ -196,27 +228,61 @@ async fn session(
     tx: &mpsc::Sender<GetFlowsResponse>,
     telemetry: &ClientTelemetry,
     resume: &mut Resume,
+    ever_connected: &mut bool,
 ) -> Result<Session, String> {
-    let channel: Channel = endpoint.connect().await.map_err(|e| format!("connect: {e}"))?;
-    let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
-    let status =
-        client.server_status(ServerStatusRequest {}).await.map_err(|e| format!("ServerStatus: {e}"))?.into_inner();
-    *telemetry.server_version.lock().unwrap_or_else(|e| e.into_inner()) = status.version.clone();
-    tracing::info!(server = %config.server, version = %status.version, flows = status.num_flows, "connected to hubble");
-    let request = GetFlowsRequest {
-        follow: true,
-        since: resume.last.map(timestamp),
-        whitelist: config.whitelist.clone(),
-        blacklist: config.blacklist.clone(),
-        ..Default::default()
+    // The whole handshake is bounded, not only the TCP connect: a server that accepts the
+    // connection and then says nothing would otherwise hold the collector forever.
+    let handshake = async {
+        let channel: Channel = endpoint.connect().await.map_err(|e| format!("connect: {}", describe(&e)))?;
+        let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
+        let status = client
+            .server_status(ServerStatusRequest {})
+            .await
+            .map_err(|e| format!("ServerStatus: {}", describe(&e)))?
+            .into_inner();
+        let request = GetFlowsRequest {
+            follow: true,
+            since: resume.last.map(timestamp),
+            whitelist: config.whitelist.clone(),
+            blacklist: config.blacklist.clone(),
+            ..Default::default()
+        };
+        let stream = client.get_flows(request).await.map_err(|e| format!("GetFlows: {}", describe(&e)))?.into_inner();
+        Ok::<_, String>((client, status, stream))
     };
-    let mut stream = client.get_flows(request).await.map_err(|e| format!("GetFlows: {e}"))?.into_inner();
+    let (mut client, status, mut stream) = tokio::time::timeout(config.connect_timeout, handshake)
+        .await
+        .map_err(|_| format!("no answer within {:?} (connect, ServerStatus, GetFlows)", config.connect_timeout))??;
+    *telemetry.server_version.lock().unwrap_or_else(|e| e.into_inner()) = status.version.clone();
+    telemetry.last_error.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    if std::mem::replace(ever_connected, true) {
+        telemetry.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
     telemetry.connected.store(true, Ordering::Relaxed);
+    tracing::info!(server = %config.server, tls = endpoint.uri().scheme_str() == Some("https"), version = %status.version, flows = status.num_flows, "connected to hubble");
     loop {
-        let item = match stream.message().await {
-            Ok(Some(item)) => item,
-            Ok(None) => return Ok(Session::Delivered),
-            Err(e) => return Err(format!("stream: {e}")),
+        let item = match tokio::time::timeout(SILENCE_PROBE, stream.message()).await {
+            Ok(Ok(Some(item))) => item,
+            Ok(Ok(None)) => return Ok(Session::Ended),
+            Ok(Err(e)) => return Err(format!("stream: {}", describe(&e))),
+            Err(_) => {
+                // Silent for a while: a quiet cluster answers this, a stopped server does not.
+                match tokio::time::timeout(config.connect_timeout, client.server_status(ServerStatusRequest {})).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => {
+                        return Err(format!(
+                            "no flows for {SILENCE_PROBE:?}, and ServerStatus failed: {}",
+                            describe(&e)
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "no flows for {SILENCE_PROBE:?}, and ServerStatus got no answer within {:?}",
+                            config.connect_timeout
+                        ));
+                    }
+                }
+            }
         };
         match &item.response_types {
             Some(ResponseTypes::Flow(f)) => {
@@ -273,7 +339,9 @@ mod tests {
         assert_eq!(endpoint(&plain).unwrap().uri().scheme_str(), Some("http"));
         let tls = ClientConfig { server: "tls://hubble-relay:443".into(), ..Default::default() };
         assert_eq!(endpoint(&tls).unwrap().uri().scheme_str(), Some("https"));
-        let bad = ClientConfig { server: "tls://".into(), ..Default::default() };
-        assert!(endpoint(&bad).is_err());
+        for bad in ["tls://", "127.0.0.1", "hubble-relay:http", ":4245"] {
+            let config = ClientConfig { server: bad.into(), ..Default::default() };
+            assert!(endpoint(&config).is_err(), "{bad}");
+        }
     }
 }

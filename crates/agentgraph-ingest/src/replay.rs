@@ -38,6 +38,8 @@ pub struct ReplayServer {
     config: Arc<ReplayConfig>,
     nodes: Vec<String>,
     flows: u64,
+    /// What reading the dumps found (skipped lines, read errors), for the operator.
+    read: crate::dump::ReadStats,
     span_ns: i64,
     started: Instant,
 }
@@ -60,6 +62,7 @@ impl ReplayServer {
             config: Arc::new(config),
             nodes: nodes.into_iter().collect(),
             flows,
+            read: reader.stats().clone(),
             span_ns: if flows > 0 { last - first } else { 0 },
             started: Instant::now(),
         })
@@ -67,6 +70,11 @@ impl ReplayServer {
 
     pub fn flows(&self) -> u64 {
         self.flows
+    }
+
+    /// What reading the dumps found: lines skipped (with examples) and read errors.
+    pub fn read_stats(&self) -> &crate::dump::ReadStats {
+        &self.read
     }
 }
 

@@ -98,7 +98,8 @@ pub struct CollectArgs {
     /// Configuration file (TOML, see `agentgraph config print-default`); flags win over it.
     #[arg(long, env = "AGENTGRAPH_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-    /// Hubble server: host:port (plaintext) or tls://host:port.
+    /// Hubble server: host:port, or tls://host:port for TLS (also used whenever --tls-ca or
+    /// --tls-cert is given).
     #[arg(long, env = "AGENTGRAPH_HUBBLE_SERVER", value_name = "ADDRESS")]
     pub hubble_server: Option<String>,
     /// CA certificate (PEM) to verify the Hubble server.
@@ -337,7 +338,8 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value = "60s", value_parser = positive_duration, value_name = "DURATION")]
     pub response_timeout: Nanos,
 
-    /// A request whose calls have completed is emitted after this long without new calls.
+    /// A request whose calls have completed is emitted after this long without new calls (at
+    /// least 100 ms plus --clock-skew: the other proxy's copy of a record may take that long).
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub linger: Nanos,
 

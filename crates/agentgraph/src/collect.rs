@@ -171,8 +171,25 @@ impl CollectConfig {
         if let Some(t) = &args.metrics_series_ttl {
             c.metrics_series_ttl = t.clone();
         }
-        for d in [&c.connect_timeout, &c.reorder_window, &c.response_timeout, &c.linger, &c.metrics_series_ttl] {
-            parse_duration(d).map_err(|e| anyhow!(e))?;
+        for (key, d) in [
+            ("connect_timeout", &c.connect_timeout),
+            ("reorder_window", &c.reorder_window),
+            ("response_timeout", &c.response_timeout),
+            ("linger", &c.linger),
+            ("metrics_series_ttl", &c.metrics_series_ttl),
+        ] {
+            let value = parse_duration(d).map_err(|e| anyhow!("{key}: {e}"))?;
+            if value == 0 && matches!(key, "connect_timeout" | "response_timeout" | "metrics_series_ttl") {
+                return Err(anyhow!("{key} must be longer than zero"));
+            }
+        }
+        for (key, n) in [("max_open_calls", c.max_open_calls), ("queue_capacity", c.queue_capacity)] {
+            if n == 0 {
+                return Err(anyhow!("{key} must be at least 1"));
+            }
+        }
+        if let Some(empty) = c.namespaces.iter().position(|n| n.trim().is_empty()) {
+            return Err(anyhow!("namespace {} is empty (give a namespace name, or none for all)", empty + 1));
         }
         if !matches!(c.log_format.as_str(), "text" | "json") {
             return Err(anyhow!("log_format must be `text` or `json`, not `{}`", c.log_format));
@@ -515,6 +532,7 @@ fn engine_loop(
 ) -> Result<()> {
     let mut last_event: Option<(i64, Instant)> = None;
     let deliver = |engine: &mut Engine, sink: &mut Option<FileSink>| -> Result<()> {
+        let mut wrote = false;
         for g in engine.drain().collect::<Vec<RequestGraph>>() {
             if let Some(m) = &state.metrics {
                 m.observe(&g);
@@ -522,6 +540,7 @@ fn engine_loop(
             let json = RequestJson::from(&g);
             if let Some(s) = sink.as_mut() {
                 s.write(&json).context("cannot write the output")?;
+                wrote = true;
             }
             if recent_cap > 0 {
                 let mut recent = state.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -530,6 +549,11 @@ fn engine_loop(
                 }
                 recent.push_back(json);
             }
+        }
+        // Once per batch: a graph counted in /readyz and /metrics is in the file too, even if the
+        // process is killed next.
+        if wrote && let Some(s) = sink.as_mut() {
+            s.flush().context("cannot write the output")?;
         }
         let stats = engine.stats();
         state.requests_emitted.store(stats.requests_emitted, Ordering::Relaxed);
@@ -542,7 +566,15 @@ fn engine_loop(
         Ok(())
     };
     let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(1024);
+    let mut was_connected = false;
     loop {
+        // Event time stands still while disconnected: on reconnect the stream resumes from the
+        // last flow, and that backlog must not arrive "late". The quiet time counts from then.
+        let connected = state.client.connected.load(Ordering::Relaxed);
+        if connected && !was_connected {
+            last_event = last_event.map(|(t, _)| (t, Instant::now()));
+        }
+        was_connected = connected;
         // Take whatever is queued (up to a batch) in one wake-up.
         let received = handle
             .block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv_many(&mut batch, 1024)).await });
@@ -574,7 +606,9 @@ fn engine_loop(
             Err(_) => {
                 // A quiet source: let event time advance with the wall clock, so requests
                 // still complete and expire (the core itself never reads the clock).
-                if let Some((t, at)) = last_event {
+                if let Some((t, at)) = last_event
+                    && connected
+                {
                     let idle = at.elapsed().as_nanos() as i64;
                     if idle > reorder_window {
                         engine.advance_watermark(t + idle);
@@ -675,7 +709,10 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
 
     let sink = match &config.output {
         Some(target) => Some(FileSink::open(target, config.output_max_bytes, config.output_keep)?),
-        None => None,
+        None => {
+            tracing::info!("no --output: request graphs feed /metrics only and are not written anywhere");
+            None
+        }
     };
     let engine = Engine::new(config.engine(), NormalizeConfig::default());
     let reorder_window = config.engine().reorder_window;
@@ -779,6 +816,24 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
     }
     let server = ReplayServer::new(ReplayConfig { files: args.files.clone(), speed, looped: args.r#loop })?;
     let flows = server.flows();
+    let read = server.read_stats();
+    for s in &read.skip_examples {
+        eprintln!("agentgraph: skipped {}:{}: {}", s.file, s.line, s.reason);
+    }
+    if read.skipped > read.skip_examples.len() as u64 {
+        eprintln!("agentgraph: skipped {} more lines", read.skipped - read.skip_examples.len() as u64);
+    }
+    for e in &read.read_errors {
+        eprintln!("agentgraph: {e}");
+    }
+    if flows == 0 {
+        return Err(anyhow!(
+            "no flows to serve in {} ({} lines read, {} skipped)",
+            args.files.join(", "),
+            read.lines,
+            read.skipped
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = runtime.block_on(async move {
         let listen: SocketAddr =

@@ -74,9 +74,40 @@ fn collector_over_grpc_equals_offline_analysis() {
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["connected"], true);
     assert!(ready["flows_received"].as_u64().unwrap() > 0, "{body}");
+    // Every graph counted is already on disk, before any shutdown flush.
+    assert_eq!(line_count(&output) as u64, ready["requests_emitted"].as_u64().unwrap(), "{body}");
     assert!(collect.terminate().success());
     assert_eq!(lines(&output), expected);
     replay.terminate();
+}
+
+/// A server that accepts the connection and never answers is given up on after the connect
+/// timeout, with the reason in /readyz, instead of holding the collector forever.
+#[test]
+fn a_server_that_accepts_and_says_nothing_is_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let output = dir.path().join("graphs.ndjson");
+    let (mut collect, http) = collector(&silent, &output, &["--connect-timeout", "1s"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        body = http_get(&http, "/readyz").1;
+        if body.contains("no answer within") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(body.contains("no answer within 1s"), "{body}");
+    assert!(body.contains("\"ready\":false") && body.contains("\"reconnects\":0"), "{body}");
+    assert!(collect.terminate().success());
 }
 
 #[test]
@@ -91,17 +122,21 @@ fn collector_survives_a_replay_restart_without_duplicates_or_loss() {
     let output = dir.path().join("graphs.ndjson");
     let (mut collect, http) = collector(&hubble, &output, &[]);
     std::thread::sleep(Duration::from_millis(1500));
-    // Killed, not stopped: the stream breaks mid-flight.
+    // Killed, not stopped: the stream breaks mid-flight, for longer than the reorder window.
     drop(first);
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(3000));
     let (_, ready) = http_get(&http, "/readyz");
     assert!(ready.contains("\"connected\":false"), "{ready}");
+    assert!(!ready.contains("\"last_error\":\"\""), "the failure is explained: {ready}");
     let (mut second, _) = start(&["replay", f, "--listen", &hubble, "--speed", "50"], "replaying");
     wait_until_settled(&output, expected.len() / 2, Duration::from_secs(90));
     let (_, body) = http_get(&http, "/readyz");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(ready["reconnects"].as_u64().unwrap() >= 1, "{body}");
     assert!(ready["flows_discarded_duplicate"].as_u64().unwrap() >= 1, "{body}");
+    // Event time stood still while disconnected: the backlog after the reconnect is not late.
+    assert_eq!(ready["records_late"], 0, "{body}");
+    assert_eq!(ready["last_error"], "", "cleared once connected again: {body}");
     assert!(collect.terminate().success());
     let got = lines(&output);
     assert_eq!(got.len(), expected.len(), "requests: got {} expected {}", got.len(), expected.len());
