@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentgraph_proto::convert::{nanos, timestamp};
 use agentgraph_proto::flow::FlowFilter;
@@ -69,6 +69,22 @@ pub struct ClientTelemetry {
     /// Why the last attempt or connection failed; cleared once connected again.
     pub last_error: std::sync::Mutex<String>,
     pub server_version: std::sync::Mutex<String>,
+    /// When the server last showed it was there (a message, or an answer to a probe while the
+    /// stream was silent): the collector lets event time follow the wall clock only this far,
+    /// so a frozen server's backlog does not arrive late.
+    alive_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl ClientTelemetry {
+    /// Notes that the source is alive now.
+    pub fn mark_alive(&self) {
+        *self.alive_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// When the source last showed it was alive.
+    pub fn alive_at(&self) -> Option<Instant> {
+        *self.alive_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +120,12 @@ pub fn describe(error: &dyn std::error::Error) -> String {
 
 /// How long a stream may stay silent before the server is asked whether it is still there: a
 /// server that stopped (a frozen process, a dead node behind a live connection) is noticed
-/// within this plus the connect timeout, while a quiet cluster costs one small call a minute.
-const SILENCE_PROBE: Duration = Duration::from_secs(60);
+/// within this plus the connect timeout, and a quiet cluster's event time moves on in steps of
+/// this, for the cost of one small call each time.
+const SILENCE_PROBE: Duration = Duration::from_secs(10);
+
+/// How often a busy stream records that it is alive (not on every flow).
+const ALIVE_MARK: Duration = Duration::from_millis(100);
 
 /// Builds the channel endpoint (TLS when asked by `tls://` or certificate files).
 pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
@@ -259,16 +279,27 @@ async fn session(
         telemetry.reconnects.fetch_add(1, Ordering::Relaxed);
     }
     telemetry.connected.store(true, Ordering::Relaxed);
+    telemetry.mark_alive();
+    let mut marked = Instant::now();
     tracing::info!(server = %config.server, tls = endpoint.uri().scheme_str() == Some("https"), version = %status.version, flows = status.num_flows, "connected to hubble");
     loop {
         let item = match tokio::time::timeout(SILENCE_PROBE, stream.message()).await {
-            Ok(Ok(Some(item))) => item,
+            Ok(Ok(Some(item))) => {
+                if marked.elapsed() > ALIVE_MARK {
+                    telemetry.mark_alive();
+                    marked = Instant::now();
+                }
+                item
+            }
             Ok(Ok(None)) => return Ok(Session::Ended),
             Ok(Err(e)) => return Err(format!("stream: {}", describe(&e))),
             Err(_) => {
                 // Silent for a while: a quiet cluster answers this, a stopped server does not.
                 match tokio::time::timeout(config.connect_timeout, client.server_status(ServerStatusRequest {})).await {
-                    Ok(Ok(_)) => continue,
+                    Ok(Ok(_)) => {
+                        telemetry.mark_alive();
+                        continue;
+                    }
                     Ok(Err(e)) => {
                         return Err(format!(
                             "no flows for {SILENCE_PROBE:?}, and ServerStatus failed: {}",

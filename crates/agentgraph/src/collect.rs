@@ -605,11 +605,14 @@ fn engine_loop(
             }
             Err(_) => {
                 // A quiet source: let event time advance with the wall clock, so requests
-                // still complete and expire (the core itself never reads the clock).
+                // still complete and expire (the core itself never reads the clock) — but only
+                // as far as the source has shown it is alive: a frozen server's backlog must
+                // not arrive late when it wakes up or the collector reconnects.
                 if let Some((t, at)) = last_event
                     && connected
+                    && let Some(alive) = state.client.alive_at()
                 {
-                    let idle = at.elapsed().as_nanos() as i64;
+                    let idle = alive.saturating_duration_since(at).as_nanos() as i64;
                     if idle > reorder_window {
                         engine.advance_watermark(t + idle);
                     }
@@ -658,6 +661,7 @@ fn demo_source(tx: mpsc::Sender<GetFlowsResponse>, shutdown: watch::Receiver<boo
             match response_from_event(&ev) {
                 Some(resp) => {
                     telemetry.flows_received.fetch_add(1, Ordering::Relaxed);
+                    telemetry.mark_alive();
                     tx.blocking_send(resp).map_err(|_| std::io::Error::other("engine gone"))
                 }
                 None => Ok(()),
