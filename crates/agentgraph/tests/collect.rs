@@ -144,6 +144,42 @@ fn collector_survives_a_replay_restart_without_duplicates_or_loss() {
     second.terminate();
 }
 
+/// A server frozen mid-stream (the process stopped: the connection stays up, nothing comes) is
+/// noticed by the silence check and left; when it wakes, the collector reconnects and its
+/// backlog is neither late nor lost: the graphs equal the offline analysis.
+#[test]
+fn a_frozen_server_is_noticed_and_its_backlog_is_not_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = simulate(dir.path(), "40");
+    let expected = analyzed(&flows);
+    let f = flows.to_str().unwrap();
+    let (mut replay, line) = start(&["replay", f, "--listen", "127.0.0.1:0", "--speed", "50"], "replaying");
+    let hubble = address_in(&line);
+    let output = dir.path().join("graphs.ndjson");
+    let (mut collect, http) = collector(&hubble, &output, &["--connect-timeout", "2s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = replay.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        body = http_get(&http, "/readyz").1;
+        if body.contains("\"connected\":false") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(body.contains("\"connected\":false") && body.contains("no "), "{body}");
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    wait_until_settled(&output, expected.len() / 2, Duration::from_secs(90));
+    let (_, body) = http_get(&http, "/readyz");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["records_late"], 0, "{body}");
+    assert!(collect.terminate().success());
+    assert_eq!(lines(&output), expected);
+    replay.terminate();
+}
+
 #[test]
 fn collector_speaks_mtls_to_the_replay_server() {
     let dir = tempfile::tempdir().unwrap();
