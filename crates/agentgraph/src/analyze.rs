@@ -2,6 +2,8 @@
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use agentgraph_core::report::{Aggregates, InputJson, RequestJson, SCHEMA, StartOrder, TopK};
 use agentgraph_core::{Correlation, Engine, EngineConfig, EngineStats, NormalizeConfig, RequestGraph, TimingModel};
@@ -183,13 +185,14 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
 
     let mut progress = Progress::new("analyzing", reader.position(), quiet);
     let (mut flows, mut requests) = (0u64, 0u64);
-    reader.run(|event, _line| {
+    let interrupted = stop_on_ctrl_c();
+    reader.run_while(|event, _line| {
         progress.tick(flows, requests);
         if write_error.is_some() {
-            return;
+            return false;
         }
         if !engine.push_event(event) {
-            return;
+            return !interrupted.load(Ordering::Relaxed);
         }
         flows += u64::from(matches!(event, Event::Flow(_)));
         let mut released = false;
@@ -206,6 +209,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         {
             write_error = Some(e);
         }
+        !interrupted.load(Ordering::Relaxed)
     });
     progress.finish();
     if let Some(e) = write_error {
@@ -235,6 +239,28 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     out.flush()?;
     report_to_stderr(&summary, args.format);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag the first Ctrl-C sets: reading stops and the report covers the input read so far
+/// (`hubble observe --follow | agentgraph analyze -` ends that way). A second Ctrl-C quits at
+/// once.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            set.store(true, Ordering::Relaxed);
+            eprintln!("agentgraph: interrupted: reporting the input read so far (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    });
+    flag
 }
 
 /// The contract's `input` section.

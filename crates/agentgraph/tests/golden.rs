@@ -326,6 +326,34 @@ fn a_lone_call_is_named_by_its_request_id() {
     assert!(text.contains("0 grouped by timing"), "{text}");
 }
 
+/// `hubble observe --follow | agentgraph analyze -` ends with Ctrl-C: the report covers what was
+/// read instead of dying with nothing printed.
+#[test]
+fn ctrl_c_reports_the_input_read_so_far() {
+    let dump = std::fs::read(root().join("testdata/real/basic-sample-348-http-flows.json")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+        .args(["analyze", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&dump).unwrap();
+    stdin.flush().unwrap();
+    // The flows are read; the stream stays open, as a followed one does.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The upstream `hubble observe` gets the same Ctrl-C and ends the stream.
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("interrupted: reporting the input read so far"), "{err}");
+    assert!(text.contains("input: 348 lines, 348 flows") && text.contains("requests: 153"), "{text}");
+}
+
 #[test]
 fn missing_file_is_a_clear_error() {
     let out =
