@@ -530,7 +530,7 @@ impl Engine {
                 self.stats.reorder_overflow += 1;
             }
             let b = self.buffer.pop().expect("peeked");
-            self.release(b);
+            self.process_buffered(b);
         }
     }
 
@@ -541,7 +541,7 @@ impl Engine {
         let horizon = self.newest.saturating_sub(self.config.reorder_window);
         while self.buffer.peek().is_some_and(|b| b.time <= horizon) {
             let b = self.buffer.pop().expect("peeked");
-            self.release(b);
+            self.process_buffered(b);
         }
         self.advance(horizon);
     }
@@ -550,7 +550,7 @@ impl Engine {
     /// request.
     pub fn finish(&mut self) {
         while let Some(b) = self.buffer.pop() {
-            self.release(b);
+            self.process_buffered(b);
         }
         let open: Vec<CallId> = {
             let mut v: Vec<(Nanos, CallId)> = self
@@ -619,7 +619,7 @@ impl Engine {
     /// The buffer orders records by (time, tiebreak), and the tiebreak hashes everything that
     /// tells two records apart (node, direction, addresses and ports, method and URL, status,
     /// request id), so a second copy of one flow leaves right after the first.
-    fn release(&mut self, b: Buffered) {
+    fn process_buffered(&mut self, b: Buffered) {
         let key = (b.time, b.tiebreak);
         if key == self.last_released {
             self.stats.repeated_records += 1;

@@ -166,6 +166,16 @@ impl RequestGraph {
         self.end - self.start
     }
 
+    /// Whether any call of the request got a response.
+    pub fn answered(&self) -> bool {
+        self.calls.iter().any(|c| c.answered_at.is_some())
+    }
+
+    /// Whether any call's request size is known (else `context_bytes` says nothing).
+    pub fn context_known(&self) -> bool {
+        self.calls.iter().any(|c| c.request_bytes.is_some())
+    }
+
     /// Children of call `i`, ordered by start.
     pub fn children(&self, i: usize) -> Vec<usize> {
         let mut c: Vec<usize> =

@@ -128,6 +128,14 @@ fn records(requests: &[(i64, RequestSpec)]) -> Vec<HttpRecord> {
     out
 }
 
+/// A pseudo-random 0 to 899 (milliseconds of jitter) from a xorshift state.
+fn jitter_ms(state: &mut u64) -> i64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state % 900) as i64
+}
+
 fn run(records: &[HttpRecord], config: EngineConfig, mut check: impl FnMut(&Engine)) -> (Vec<RequestGraph>, Engine) {
     let mut engine = Engine::new(config, NormalizeConfig::default());
     let mut graphs = Vec::new();
@@ -188,15 +196,8 @@ proptest! {
         let sorted = records(&requests);
         // Move each record by up to 900 ms of event time: sort by time plus a random jitter.
         let mut state = seed | 1;
-        let mut keyed: Vec<(i64, HttpRecord)> = sorted
-            .iter()
-            .map(|r| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (r.time + (state % 900) as i64 * MS, r.clone())
-            })
-            .collect();
+        let mut keyed: Vec<(i64, HttpRecord)> =
+            sorted.iter().map(|r| (r.time + jitter_ms(&mut state) * MS, r.clone())).collect();
         keyed.sort_by_key(|(k, r)| (*k, r.tiebreak));
         let shuffled: Vec<HttpRecord> = keyed.into_iter().map(|(_, r)| r).collect();
         let config = EngineConfig::default();
@@ -218,11 +219,8 @@ proptest! {
         let mut state = seed | 1;
         let mut keyed: Vec<(i64, HttpRecord)> = Vec::new();
         for r in &once {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
             keyed.push((r.time, r.clone()));
-            keyed.push((r.time + (state % 900) as i64 * MS, r.clone()));
+            keyed.push((r.time + jitter_ms(&mut state) * MS, r.clone()));
         }
         keyed.sort_by_key(|(k, r)| (*k, r.tiebreak));
         let twice: Vec<HttpRecord> = keyed.into_iter().map(|(_, r)| r).collect();

@@ -180,6 +180,26 @@ where
     }
 }
 
+/// What is done to every capped family alike, whatever its labels and metric type.
+trait CappedFamily {
+    fn name(&self) -> &'static str;
+    fn expire(&self, ttl: Duration) -> usize;
+}
+
+impl<L, M, C> CappedFamily for Capped<L, M, C>
+where
+    L: Clone + Hash + Eq + Overflow + EncodeLabelSet + std::fmt::Debug,
+    C: MetricConstructor<M>,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn expire(&self, ttl: Duration) -> usize {
+        Capped::expire(self, ttl)
+    }
+}
+
 /// Counters owned elsewhere (the collector's telemetry), copied in before each scrape.
 #[derive(Clone, Debug, Default)]
 pub struct SelfTelemetry {
@@ -379,31 +399,35 @@ impl Metrics {
         };
         // One zero series per capped family, so the family is on /metrics (and alerts on it
         // have data) before anything is dropped.
-        let m = &metrics;
-        for name in [
-            m.calls.name,
-            m.call_duration.name,
-            m.call_request_bytes.name,
-            m.call_response_bytes.name,
-            m.requests.name,
-            m.request_duration.name,
-            m.request_calls.name,
-            m.request_depth.name,
-            m.request_fan_out.name,
-            m.request_concurrent_fan_out.name,
-            m.request_context_bytes.name,
-            m.agent_fan_out.name,
-            m.agent_concurrent_fan_out.name,
-            m.agent_self.name,
-            m.agent_pods.name,
-            m.sg_total.name,
-            m.sg_failed.name,
-            m.sg_server.name,
-            m.sg_client.name,
-        ] {
-            let _ = m.series_dropped.get_or_create(&FamilyLabels { family: name.into() });
+        for family in metrics.capped() {
+            let _ = metrics.series_dropped.get_or_create(&FamilyLabels { family: family.name().into() });
         }
         metrics
+    }
+
+    /// Every family with a series cap.
+    fn capped(&self) -> [&dyn CappedFamily; 19] {
+        [
+            &self.calls,
+            &self.call_duration,
+            &self.call_request_bytes,
+            &self.call_response_bytes,
+            &self.requests,
+            &self.request_duration,
+            &self.request_calls,
+            &self.request_depth,
+            &self.request_fan_out,
+            &self.request_concurrent_fan_out,
+            &self.request_context_bytes,
+            &self.agent_fan_out,
+            &self.agent_concurrent_fan_out,
+            &self.agent_self,
+            &self.agent_pods,
+            &self.sg_total,
+            &self.sg_failed,
+            &self.sg_server,
+            &self.sg_client,
+        ]
     }
 
     /// Records one completed request graph.
@@ -526,24 +550,9 @@ impl Metrics {
     /// Removes idle series and refreshes the pod gauges; call periodically.
     pub fn maintain(&self) -> usize {
         let ttl = self.config.series_ttl;
-        let mut removed = self.calls.expire(ttl)
-            + self.call_duration.expire(ttl)
-            + self.call_request_bytes.expire(ttl)
-            + self.call_response_bytes.expire(ttl)
-            + self.requests.expire(ttl)
-            + self.request_duration.expire(ttl)
-            + self.request_calls.expire(ttl)
-            + self.request_depth.expire(ttl)
-            + self.request_fan_out.expire(ttl)
-            + self.request_concurrent_fan_out.expire(ttl)
-            + self.request_context_bytes.expire(ttl)
-            + self.agent_fan_out.expire(ttl)
-            + self.agent_concurrent_fan_out.expire(ttl)
-            + self.agent_self.expire(ttl)
-            + self.sg_total.expire(ttl)
-            + self.sg_failed.expire(ttl)
-            + self.sg_server.expire(ttl)
-            + self.sg_client.expire(ttl);
+        // Agents' pod counts are rewritten below from the pods seen; an agent gone quiet for
+        // the TTL loses its series like any other.
+        let mut removed: usize = self.capped().iter().map(|f| f.expire(ttl)).sum();
         let window = self.config.pod_window;
         let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
         for seen in pods.values_mut() {

@@ -66,6 +66,9 @@ pub struct ClientTelemetry {
     pub node_status_events: AtomicU64,
     /// Connections made again after one was lost (failed attempts are not counted).
     pub reconnects: AtomicU64,
+    /// Connections made so far: a change tells the consumer a new stream began (a reconnect
+    /// brief enough to fall between two looks at `connected` still changes it).
+    pub connections: AtomicU64,
     /// Why the last attempt or connection failed; cleared once connected again.
     pub last_error: std::sync::Mutex<String>,
     pub server_version: std::sync::Mutex<String>,
@@ -104,7 +107,7 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
 
 /// An error with its causes, `outer: inner: innermost` (tonic's own message is only
 /// "transport error"; the reason — refused, certificate, protocol — is in its sources).
-pub fn describe(error: &dyn std::error::Error) -> String {
+fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {
@@ -205,17 +208,21 @@ pub async fn follow(
         if *shutdown.borrow() {
             return Ok(());
         }
+        let mut delivered = false;
         let outcome = tokio::select! {
-            r = session(&endpoint, &config, &tx, &telemetry, &mut resume, &mut ever_connected) => r,
+            r = session(&endpoint, &config, &tx, &telemetry, &mut resume, &mut ever_connected, &mut delivered) => r,
             _ = shutdown.changed() => return Ok(()),
         };
-        // A connection that worked starts the next wait from the beginning: only failures in a
-        // row back off further.
-        if telemetry.connected.swap(false, Ordering::Relaxed) {
+        telemetry.connected.store(false, Ordering::Relaxed);
+        // A connection that delivered flows starts the next wait from the beginning; one that
+        // failed at once (a server or proxy resetting every stream) backs off like a refusal.
+        if delivered {
             backoff = config.backoff_initial;
         }
         match outcome {
-            Ok(Session::Ended) => {}
+            Ok(Session::Ended) => {
+                *telemetry.last_error.lock().unwrap_or_else(|e| e.into_inner()) = "the server ended the stream".into();
+            }
             Ok(Session::ConsumerGone) => return Ok(()),
             Err(message) => {
                 *telemetry.last_error.lock().unwrap_or_else(|e| e.into_inner()) = message.clone();
@@ -249,6 +256,7 @@ async fn session(
     telemetry: &ClientTelemetry,
     resume: &mut Resume,
     ever_connected: &mut bool,
+    delivered: &mut bool,
 ) -> Result<Session, String> {
     // The whole handshake is bounded, not only the TCP connect: a server that accepts the
     // connection and then says nothing would otherwise hold the collector forever.
@@ -278,6 +286,7 @@ async fn session(
     if std::mem::replace(ever_connected, true) {
         telemetry.reconnects.fetch_add(1, Ordering::Relaxed);
     }
+    telemetry.connections.fetch_add(1, Ordering::Relaxed);
     telemetry.connected.store(true, Ordering::Relaxed);
     telemetry.mark_alive();
     let mut marked = Instant::now();
@@ -285,6 +294,7 @@ async fn session(
     loop {
         let item = match tokio::time::timeout(SILENCE_PROBE, stream.message()).await {
             Ok(Ok(Some(item))) => {
+                *delivered = true;
                 if marked.elapsed() > ALIVE_MARK {
                     telemetry.mark_alive();
                     marked = Instant::now();

@@ -247,10 +247,13 @@ struct PendingHttp {
 /// latency.
 #[derive(Default)]
 struct L7Cache {
-    /// By a hash of the request id (ids are random UUIDs: distinct ones do not collide).
-    entries: HashMap<u64, (i64, Option<String>)>,
-    /// Ids in the order they were remembered (some already taken), for forgetting the oldest.
-    order: VecDeque<u64>,
+    /// By a hash of the request id (ids are random UUIDs: distinct ones do not collide): the
+    /// request's time and trace id, and when the entry was made.
+    entries: HashMap<u64, (i64, Option<String>, u64)>,
+    /// Ids with when they were remembered, oldest first; a position is stale once its entry
+    /// was taken or remembered again.
+    order: VecDeque<(u64, u64)>,
+    made: u64,
 }
 
 impl L7Cache {
@@ -263,21 +266,24 @@ impl L7Cache {
 
     fn remember(&mut self, request_id: &str, time: i64, trace_id: Option<String>) {
         let key = Self::key(request_id);
-        if self.entries.insert(key, (time, trace_id)).is_none() {
-            self.order.push_back(key);
-        }
+        self.made += 1;
+        self.entries.insert(key, (time, trace_id, self.made));
+        self.order.push_back((key, self.made));
         while self.entries.len() > Self::CAPACITY {
-            let Some(oldest) = self.order.pop_front() else { break };
-            self.entries.remove(&oldest);
+            let Some((oldest, made)) = self.order.pop_front() else { break };
+            if self.entries.get(&oldest).is_some_and(|e| e.2 == made) {
+                self.entries.remove(&oldest);
+            }
         }
         if self.order.len() > 2 * Self::CAPACITY {
-            // Ids taken by their responses linger in `order`; drop them now and then.
-            self.order.retain(|id| self.entries.contains_key(id));
+            // Stale positions linger in `order`; drop them now and then.
+            let entries = &self.entries;
+            self.order.retain(|(id, made)| entries.get(id).is_some_and(|e| e.2 == *made));
         }
     }
 
     fn take(&mut self, request_id: &str) -> Option<(i64, Option<String>)> {
-        self.entries.remove(&Self::key(request_id))
+        self.entries.remove(&Self::key(request_id)).map(|(time, trace, _)| (time, trace))
     }
 }
 
@@ -634,7 +640,6 @@ impl<'s> Simulator<'s> {
             hubble::dns_line(out, time, uuid, node, &dns2, &c, dport, sport, &q2, &world.ip, true)
         });
         let port = self.port();
-        let world = self.cluster.world.clone();
         let c = client.clone();
         self.emit(t + 1_000_000, node, |out, time, uuid| {
             hubble::syn_line(out, time, uuid, node, &c, &world, port, 443, hubble::SynFate::Traced, Some(host))
@@ -646,23 +651,22 @@ impl<'s> Simulator<'s> {
     /// to the client's L7 proxy on the call's own ports (sometimes: some calls reuse a
     /// connection).
     fn per_call_noise(&mut self, client: &EndpointJson, server: &EndpointJson, agent: usize, port: u16, t: i64) {
-        let server_spec = &self.cluster.agents[agent].spec;
-        let query = format!("{}.{}.svc.cluster.local.", server_spec.name, server_spec.namespace);
         let noise = self.scenario.noise.clone();
         if client.pod.is_empty() {
             return;
         }
         if self.rng.chance(noise.dns_per_call) {
+            let spec = &self.cluster.agents[agent].spec;
+            let query = format!("{}.{}.svc.cluster.local.", spec.name, spec.namespace);
             let (sport, dns, node) = (self.port(), self.cluster.kube_dns.clone(), client.node);
-            let (q, answer) = (query.clone(), service_ip(agent));
+            let answer = service_ip(agent);
             let c = client.clone();
             self.emit(t - 2_000_000, node, |o, time, u| {
-                hubble::dns_line(o, time, u, node, &c, &dns, sport, 53, &q, &answer, false)
+                hubble::dns_line(o, time, u, node, &c, &dns, sport, 53, &query, &answer, false)
             });
             let c = client.clone();
-            let answer = service_ip(agent);
             self.emit(t - 1_500_000, node, |o, time, u| {
-                hubble::dns_line(o, time, u, node, &dns, &c, 53, sport, &q, &answer, true)
+                hubble::dns_line(o, time, u, node, &dns, &c, 53, sport, &query, &answer, true)
             });
         }
         if self.rng.chance(noise.tcp_per_call) {

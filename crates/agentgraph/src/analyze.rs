@@ -32,6 +32,7 @@ fn learning_pass(
     config: &EngineConfig,
     normalize: &NormalizeConfig,
     quiet: bool,
+    interrupted: &AtomicBool,
 ) -> Option<(TimingModel, u64)> {
     let mut engine = Engine::new(config.clone(), normalize.clone());
     let mut flows: u64 = 0;
@@ -40,6 +41,10 @@ fn learning_pass(
     let mut progress = Progress::new("learning call timing", reader.position(), quiet);
     reader.run_while(|event, _line| {
         progress.tick(flows, requests);
+        if interrupted.load(Ordering::Relaxed) {
+            stopped_early = true;
+            return false;
+        }
         if !engine.push_event(event) {
             return true;
         }
@@ -106,9 +111,13 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     // Request lines printed to a terminal would land on the progress line: with stdout on a
     // terminal it is drawn only for the text format, which prints nothing before the end.
     let quiet = args.quiet || (args.format != Format::Text && io::stdout().is_terminal());
+    let interrupted = stop_on_ctrl_c();
     let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
-    let learned =
-        if rereadable && !args.single_pass { learning_pass(open_input()?.0, &config, &normalize, quiet) } else { None };
+    let learned = if rereadable && !args.single_pass {
+        learning_pass(open_input()?.0, &config, &normalize, quiet, &interrupted)
+    } else {
+        None
+    };
     let (mut reader, files) = open_input()?;
     let mut engine = Engine::new(config, normalize);
     let learning_flows = learned.map(|(model, flows)| {
@@ -158,7 +167,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                 summary.top_fan_out.offer(g.stats.fan_out_max as i64 * 1_000_000 + g.stats.calls as i64, &g);
                 summary.top_duration.offer(g.duration(), &g);
                 // A request whose sizes are all unknown has no context size to rank.
-                if g.calls.iter().any(|c| c.request_bytes.is_some()) {
+                if g.context_known() {
                     summary.top_context.offer(g.stats.context_bytes as i64, &g);
                 }
             }
@@ -185,14 +194,14 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
 
     let mut progress = Progress::new("analyzing", reader.position(), quiet);
     let (mut flows, mut requests) = (0u64, 0u64);
-    let interrupted = stop_on_ctrl_c();
     reader.run_while(|event, _line| {
         progress.tick(flows, requests);
-        if write_error.is_some() {
+        // Checked before the event: after Ctrl-C nothing more is taken in.
+        if write_error.is_some() || interrupted.load(Ordering::Relaxed) {
             return false;
         }
         if !engine.push_event(event) {
-            return !interrupted.load(Ordering::Relaxed);
+            return true;
         }
         flows += u64::from(matches!(event, Event::Flow(_)));
         let mut released = false;
@@ -209,7 +218,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         {
             write_error = Some(e);
         }
-        !interrupted.load(Ordering::Relaxed)
+        true
     });
     progress.finish();
     if let Some(e) = write_error {
@@ -238,12 +247,13 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     report_to_stderr(&summary, args.format);
-    Ok(ExitCode::SUCCESS)
+    // The report is complete for what was read; the exit status still says it was cut short.
+    Ok(if interrupted.load(Ordering::Relaxed) { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
 
-/// A flag the first Ctrl-C sets: reading stops and the report covers the input read so far
-/// (`hubble observe --follow | agentgraph analyze -` ends that way). A second Ctrl-C quits at
-/// once.
+/// A flag the first Ctrl-C sets: reading stops at the next line (or the end of the input, when
+/// a stream is idle) and the report covers the input read so far — `hubble observe --follow |
+/// agentgraph analyze -` ends that way. A second Ctrl-C quits at once.
 fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = flag.clone();
@@ -305,15 +315,20 @@ fn report_to_stderr(summary: &Summary, format: Format) {
     if format == Format::Text {
         return;
     }
-    let read = &summary.read;
     if let Some(w) = engine_warning(&summary.engine) {
         eprintln!("agentgraph: warning: {w}");
     }
+    print_read_problems(&summary.read);
+}
+
+/// The lines skipped (the first few with their positions) and the read errors, on stderr.
+pub fn print_read_problems(read: &ReadStats) {
     for s in &read.skip_examples {
         eprintln!("agentgraph: skipped {}:{}: {}", s.file, s.line, s.reason);
     }
-    if read.skipped > read.skip_examples.len() as u64 {
-        eprintln!("agentgraph: skipped {} more lines", read.skipped - read.skip_examples.len() as u64);
+    let more = read.skipped.saturating_sub(read.skip_examples.len() as u64);
+    if more > 0 {
+        eprintln!("agentgraph: skipped {} more", count(more, "line", "lines"));
     }
     for e in &read.read_errors {
         eprintln!("agentgraph: {e}");

@@ -171,15 +171,16 @@ impl CollectConfig {
         if let Some(t) = &args.metrics_series_ttl {
             c.metrics_series_ttl = t.clone();
         }
-        for (key, d) in [
-            ("connect_timeout", &c.connect_timeout),
-            ("reorder_window", &c.reorder_window),
-            ("response_timeout", &c.response_timeout),
-            ("linger", &c.linger),
-            ("metrics_series_ttl", &c.metrics_series_ttl),
+        // (key, value, whether zero cannot work)
+        for (key, d, positive) in [
+            ("connect_timeout", &c.connect_timeout, true),
+            ("reorder_window", &c.reorder_window, false),
+            ("response_timeout", &c.response_timeout, true),
+            ("linger", &c.linger, false),
+            ("metrics_series_ttl", &c.metrics_series_ttl, true),
         ] {
             let value = parse_duration(d).map_err(|e| anyhow!("{key}: {e}"))?;
-            if value == 0 && matches!(key, "connect_timeout" | "response_timeout" | "metrics_series_ttl") {
+            if positive && value == 0 {
                 return Err(anyhow!("{key} must be longer than zero"));
             }
         }
@@ -566,15 +567,16 @@ fn engine_loop(
         Ok(())
     };
     let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(1024);
-    let mut was_connected = false;
+    let mut seen_connections = 0;
     loop {
         // Event time stands still while disconnected: on reconnect the stream resumes from the
         // last flow, and that backlog must not arrive "late". The quiet time counts from then.
         let connected = state.client.connected.load(Ordering::Relaxed);
-        if connected && !was_connected {
+        let connections = state.client.connections.load(Ordering::Relaxed);
+        if connections != seen_connections {
             last_event = last_event.map(|(t, _)| (t, Instant::now()));
+            seen_connections = connections;
         }
-        was_connected = connected;
         // Take whatever is queued (up to a batch) in one wake-up.
         let received = handle
             .block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv_many(&mut batch, 1024)).await });
@@ -660,8 +662,9 @@ fn demo_source(tx: mpsc::Sender<GetFlowsResponse>, shutdown: watch::Receiver<boo
             }
             match response_from_event(&ev) {
                 Some(resp) => {
-                    telemetry.flows_received.fetch_add(1, Ordering::Relaxed);
-                    telemetry.mark_alive();
+                    if telemetry.flows_received.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
+                        telemetry.mark_alive();
+                    }
                     tx.blocking_send(resp).map_err(|_| std::io::Error::other("engine gone"))
                 }
                 None => Ok(()),
@@ -821,15 +824,7 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let server = ReplayServer::new(ReplayConfig { files: args.files.clone(), speed, looped: args.r#loop })?;
     let flows = server.flows();
     let read = server.read_stats();
-    for s in &read.skip_examples {
-        eprintln!("agentgraph: skipped {}:{}: {}", s.file, s.line, s.reason);
-    }
-    if read.skipped > read.skip_examples.len() as u64 {
-        eprintln!("agentgraph: skipped {} more lines", read.skipped - read.skip_examples.len() as u64);
-    }
-    for e in &read.read_errors {
-        eprintln!("agentgraph: {e}");
-    }
+    crate::analyze::print_read_problems(read);
     if flows == 0 {
         return Err(anyhow!(
             "no flows to serve in {} ({} lines read, {} skipped)",

@@ -137,16 +137,13 @@ fn top(out: &mut impl Write, title: &str, list: &TopK) -> io::Result<()> {
 pub fn request(out: &mut impl Write, g: &RequestGraph) -> io::Result<()> {
     let st = &g.stats;
     // With no call answered, the request's span is only its start times: no duration to show.
-    let timing = if g.calls.iter().all(|c| c.duration.is_none()) {
+    let timing = if !g.answered() {
         "no response".to_string()
     } else {
         format!("{} (critical path {})", millis(g.duration()), millis(st.critical_path))
     };
-    let context = if g.calls.iter().any(|c| c.request_bytes.is_some()) {
-        format!("{} context", bytes(st.context_bytes))
-    } else {
-        "context unknown".into()
-    };
+    let context =
+        if g.context_known() { format!("{} context", bytes(st.context_bytes)) } else { "context unknown".into() };
     writeln!(
         out,
         "  {} ({}) root {}: {}, depth {}, fan-out {} ({} concurrent), {context}, {timing}",
