@@ -209,6 +209,8 @@ pub struct SelfTelemetry {
     pub reconnects: u64,
     pub open_requests: i64,
     pub requests_expired: u64,
+    /// HTTP records that arrived later than the reorder window.
+    pub records_late: u64,
 }
 
 fn histogram_seconds() -> Histogram {
@@ -253,6 +255,7 @@ pub struct Metrics {
     reconnects: Counter,
     open_requests: Gauge,
     requests_expired: Counter,
+    records_late: Counter,
     series_dropped: Family<FamilyLabels, Counter>,
     /// Last values copied from the collector's counters (counters only go up by the difference).
     last: Mutex<SelfTelemetry>,
@@ -353,6 +356,12 @@ impl Metrics {
             "Calls closed without a response (expired after the response timeout, or open at shutdown)",
             requests_expired.clone(),
         );
+        let records_late = Counter::default();
+        registry.register(
+            "agentgraph_records_late",
+            "HTTP records that arrived later than the reorder window (their requests may be split or wrongly parented)",
+            records_late.clone(),
+        );
         let series_dropped = Family::<FamilyLabels, Counter>::default();
         registry.register(
             "agentgraph_metric_series_dropped",
@@ -393,6 +402,7 @@ impl Metrics {
             reconnects,
             open_requests,
             requests_expired,
+            records_late,
             series_dropped,
             last: Mutex::new(SelfTelemetry::default()),
             pods: Mutex::new(HashMap::new()),
@@ -543,6 +553,7 @@ impl Metrics {
             .inc_by(delta(t.lost_events, last.lost_events));
         self.reconnects.inc_by(delta(t.reconnects, last.reconnects));
         self.requests_expired.inc_by(delta(t.requests_expired, last.requests_expired));
+        self.records_late.inc_by(delta(t.records_late, last.records_late));
         self.open_requests.set(t.open_requests);
         *last = t.clone();
     }

@@ -409,6 +409,7 @@ impl CollectorState {
             reconnects: r.reconnects,
             open_requests: r.open_requests as i64,
             requests_expired: r.calls_unanswered,
+            records_late: r.records_late,
         }
     }
 

@@ -167,6 +167,7 @@ fn prometheus_scrapes_every_family_and_every_dashboard_query_has_data() {
         "agentgraph_hubble_reconnects_total",
         "agentgraph_open_requests",
         "agentgraph_requests_expired_total",
+        "agentgraph_records_late_total",
         "agentgraph_build_info",
     ] {
         assert!(!query(&prometheus, family).is_empty(), "family {family} is missing");
