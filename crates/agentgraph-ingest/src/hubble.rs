@@ -1,8 +1,9 @@
 //! The Hubble gRPC client: follows `GetFlows` on hubble-relay or a node's Hubble server over
 //! plaintext, TLS or mTLS, reconnects with capped exponential backoff and jitter, and on
-//! reconnect resumes from the last flow's time, dropping the overlap so no flow is seen twice.
+//! reconnect resumes a little before the newest flow's time, dropping the flows it delivered
+//! already so no flow is seen twice.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// A resumed stream starts this much event time before the newest flow delivered, for the
+    /// flows still on their way when the connection broke (the consumer's reorder window).
+    pub resume_margin: Duration,
     /// Server-side filters (a flow must match one whitelist filter and no blacklist filter).
     pub whitelist: Vec<FlowFilter>,
     pub blacklist: Vec<FlowFilter>,
@@ -46,6 +50,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            resume_margin: Duration::from_secs(2),
             whitelist: Vec::new(),
             blacklist: Vec::new(),
         }
@@ -162,27 +167,48 @@ pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
     Ok(ep)
 }
 
-/// Remembers the newest flow time and the flows seen at exactly that time, so a stream resumed
-/// with `since` = that time can drop what it already delivered.
-#[derive(Debug, Default)]
+/// Remembers the flows delivered in the last `margin` of event time before the newest one, so a
+/// stream resumed `margin` before the newest flow can drop what it delivered already. Flows
+/// arrive only roughly in time order (a relay merges many nodes), so the resume point is set back
+/// by a margin rather than at the newest flow, and a flow is never judged by its time alone.
+#[derive(Debug)]
 struct Resume {
-    last: Option<i64>,
-    at_last: HashSet<u64>,
+    margin: i64,
+    newest: Option<i64>,
+    /// Fingerprints of the flows delivered within the margin, in arrival order with their times.
+    recent: VecDeque<(i64, u64)>,
+    delivered: HashSet<u64>,
 }
 
+/// Most fingerprints remembered, whatever the flow rate (about 32 MB at the limit).
+const RESUME_MEMORY: usize = 1 << 20;
+
 impl Resume {
+    fn new(margin: Duration) -> Self {
+        Resume { margin: margin.as_nanos() as i64, newest: None, recent: VecDeque::new(), delivered: HashSet::new() }
+    }
+
+    /// Where a new stream starts: `margin` before the newest flow delivered.
+    fn since(&self) -> Option<i64> {
+        self.newest.map(|t| t - self.margin)
+    }
+
     /// Whether the flow is new (and records it).
     fn admit(&mut self, time: i64, fingerprint: u64) -> bool {
-        match self.last {
-            Some(last) if time < last => false,
-            Some(last) if time == last => self.at_last.insert(fingerprint),
-            _ => {
-                self.last = Some(time);
-                self.at_last.clear();
-                self.at_last.insert(fingerprint);
-                true
-            }
+        if !self.delivered.insert(fingerprint) {
+            return false;
         }
+        let newest = self.newest.map_or(time, |n| n.max(time));
+        self.newest = Some(newest);
+        self.recent.push_back((time, fingerprint));
+        while let Some(&(t, f)) = self.recent.front() {
+            if t >= newest - self.margin && self.recent.len() <= RESUME_MEMORY {
+                break;
+            }
+            self.recent.pop_front();
+            self.delivered.remove(&f);
+        }
+        true
     }
 }
 
@@ -200,7 +226,7 @@ pub async fn follow(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
     let endpoint = endpoint(&config)?;
-    let mut resume = Resume::default();
+    let mut resume = Resume::new(config.resume_margin);
     let mut backoff = config.backoff_initial;
     let mut attempt: u64 = 0;
     let mut ever_connected = false;
@@ -270,7 +296,7 @@ async fn session(
             .into_inner();
         let request = GetFlowsRequest {
             follow: true,
-            since: resume.last.map(timestamp),
+            since: resume.since().map(timestamp),
             whitelist: config.whitelist.clone(),
             blacklist: config.blacklist.clone(),
             ..Default::default()
@@ -361,17 +387,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resume_drops_the_overlap_only() {
-        let mut r = Resume::default();
-        assert!(r.admit(10, 1));
-        assert!(r.admit(20, 2));
-        assert!(r.admit(20, 3));
-        // A reconnect with since=20 replays the flows at 20, then new ones.
-        assert!(!r.admit(20, 2));
-        assert!(!r.admit(20, 3));
-        assert!(r.admit(20, 4));
-        assert!(!r.admit(15, 5));
-        assert!(r.admit(21, 2));
+    fn resume_drops_what_it_delivered_and_nothing_else() {
+        let mut r = Resume::new(Duration::from_nanos(10));
+        assert!(r.admit(100, 1));
+        // Out of order but new: kept, whatever its time.
+        assert!(r.admit(95, 2));
+        assert!(r.admit(120, 3));
+        assert!(r.admit(80, 4));
+        // A resumed stream starts 10 before the newest and replays 3; only new flows pass.
+        assert_eq!(r.since(), Some(110));
+        assert!(!r.admit(120, 3));
+        assert!(r.admit(115, 5));
+        assert!(r.admit(121, 6));
+        // Flows older than the margin are forgotten (in arrival order), so memory stays bounded.
+        assert!(!r.delivered.contains(&1) && !r.delivered.contains(&2));
+        assert_eq!(r.delivered.len(), r.recent.len());
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "127.0.0.1:4245", value_name = "ADDRESS")]
     pub listen: String,
     /// Playback speed relative to the recording.
-    #[arg(long, default_value_t = 1.0, conflicts_with = "max_speed")]
+    #[arg(long, default_value_t = 1.0, value_parser = positive_number, conflicts_with = "max_speed")]
     pub speed: f64,
     /// As fast as the client reads.
     #[arg(long)]

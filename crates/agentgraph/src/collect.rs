@@ -184,7 +184,12 @@ impl CollectConfig {
                 return Err(anyhow!("{key} must be longer than zero"));
             }
         }
-        for (key, n) in [("max_open_calls", c.max_open_calls), ("queue_capacity", c.queue_capacity)] {
+        for (key, n) in [
+            ("max_open_calls", c.max_open_calls as u64),
+            ("queue_capacity", c.queue_capacity as u64),
+            ("output_max_bytes", c.output_max_bytes),
+            ("metrics_max_series", c.metrics_max_series as u64),
+        ] {
             if n == 0 {
                 return Err(anyhow!("{key} must be at least 1"));
             }
@@ -748,6 +753,8 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
             connect_timeout: Duration::from_nanos(
                 parse_duration(&config.connect_timeout).unwrap_or(5_000_000_000) as u64
             ),
+            // Resume far enough back for what the engine may still be ordering.
+            resume_margin: Duration::from_nanos(config.engine().reorder_window.max(0) as u64),
             whitelist: config.filters(),
             blacklist: config.blacklist_filters(),
             ..ClientConfig::default()
@@ -819,9 +826,6 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
 pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
     init_logging("text");
     let speed = if args.max_speed { None } else { Some(args.speed) };
-    if speed.is_some_and(|s| s <= 0.0) {
-        return Err(anyhow!("--speed must be positive"));
-    }
     let server = ReplayServer::new(ReplayConfig { files: args.files.clone(), speed, looped: args.r#loop })?;
     let flows = server.flows();
     let read = server.read_stats();

@@ -81,6 +81,44 @@ fn collector_over_grpc_equals_offline_analysis() {
     replay.terminate();
 }
 
+/// A relay merges many nodes, so flows arrive only roughly in time order: out-of-order flows on
+/// a healthy stream are ordered by the engine's reorder window, none dropped as "already seen".
+#[test]
+fn out_of_order_flows_on_one_stream_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = simulate(dir.path(), "30");
+    // Lines within 500 ms of event time of each other reversed: out of order, but well inside
+    // the 2 s reorder window.
+    let text = std::fs::read_to_string(&flows).unwrap();
+    let time = |line: &str| {
+        let at = line.find("\"time\":\"").unwrap() + 8;
+        agentgraph_proto::time::parse_rfc3339_nanos(line.as_bytes()[at..at + 30].split(|&c| c == b'"').next().unwrap())
+            .unwrap()
+    };
+    let mut groups: Vec<Vec<&str>> = Vec::new();
+    for line in text.lines() {
+        match groups.last_mut() {
+            Some(g) if time(line) - time(g[0]) < 500_000_000 => g.push(line),
+            _ => groups.push(vec![line]),
+        }
+    }
+    let shuffled: String = groups.iter().flat_map(|g| g.iter().rev()).map(|l| format!("{l}\n")).collect();
+    let ooo = dir.path().join("ooo.jsonl");
+    std::fs::write(&ooo, shuffled).unwrap();
+    let expected = analyzed(&ooo);
+    let (mut replay, line) =
+        start(&["replay", ooo.to_str().unwrap(), "--listen", "127.0.0.1:0", "--max-speed"], "replaying");
+    let output = dir.path().join("graphs.ndjson");
+    let (mut collect, http) = collector(&address_in(&line), &output, &[]);
+    wait_until_settled(&output, expected.len() / 2, Duration::from_secs(60));
+    let (_, body) = http_get(&http, "/readyz");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["flows_discarded_duplicate"], 0, "{body}");
+    assert!(collect.terminate().success());
+    assert_eq!(lines(&output), expected);
+    replay.terminate();
+}
+
 /// A server that accepts the connection and never answers is given up on after the connect
 /// timeout, with the reason in /readyz, instead of holding the collector forever.
 #[test]
