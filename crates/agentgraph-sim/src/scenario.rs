@@ -382,47 +382,34 @@ mod tests {
         }
     }
 
+    /// Two agents, `a` sending requests to `b`; tests append `b`'s calls.
+    const TWO_AGENTS: &str = r#"
+        name = "t"
+        [entry]
+        from = "a"
+        to = "b"
+        [[agents]]
+        name = "a"
+        namespace = "x"
+        [[agents]]
+        name = "b"
+        namespace = "x"
+    "#;
+
     #[test]
     fn rejects_cycles_and_unknown_agents() {
-        let text = r#"
-            name = "bad"
-            [entry]
-            from = "a"
-            to = "b"
-            [[agents]]
-            name = "a"
-            namespace = "x"
-            [[agents]]
-            name = "b"
-            namespace = "x"
-            [[agents.calls]]
-            to = "b"
-        "#;
-        let err = Scenario::parse("bad", text).unwrap_err().to_string();
+        let calling = |to: &str| format!("{TWO_AGENTS}\n[[agents.calls]]\nto = \"{to}\"\n");
+        let err = Scenario::parse("bad", &calling("b")).unwrap_err().to_string();
         assert!(err.contains("cycle"), "{err}");
-        let err = Scenario::parse("bad", &text.replace("to = \"b\"\n        \"#", "to = \"zzz\"")).unwrap_err();
+        let err = Scenario::parse("bad", &calling("zzz")).unwrap_err();
         assert!(err.to_string().contains("invalid scenario"), "{err}");
     }
 
     /// Values out of their range are refused with the key that holds them, not simulated.
     #[test]
     fn rejects_values_out_of_range() {
-        let base = r#"
-            name = "r"
-            [entry]
-            from = "a"
-            to = "b"
-            [[agents]]
-            name = "a"
-            namespace = "x"
-            [[agents]]
-            name = "b"
-            namespace = "x"
-            # agent
-            [[agents.calls]]
-            to = "a"
-            # call
-        "#;
+        let base = format!("{TWO_AGENTS}\n# agent\n[[agents.calls]]\nto = \"a\"\n# call\n");
+        let base = base.as_str();
         Scenario::parse("r", base).expect("the base is valid");
         for (place, line, expected) in [
             ("# call", "probability = 2.0", "probability must be from 0 to 1"),
@@ -431,8 +418,8 @@ mod tests {
             ("# call", "request_bytes = [10.0, nan]", "request_bytes"),
             ("# agent", "error_rate = 1.5", "error_rate must be from 0 to 1"),
             ("# agent", "think_ms = [-1.0, 5.0]", "think_ms"),
-            ("name = \"r\"", "clock_skew_ms = -5.0", "clock_skew_ms must be 0 or more"),
-            ("name = \"r\"", "concurrency = inf", "concurrency must be a positive number"),
+            ("name = \"t\"", "clock_skew_ms = -5.0", "clock_skew_ms must be 0 or more"),
+            ("name = \"t\"", "concurrency = inf", "concurrency must be a positive number"),
         ] {
             let text = base.replace(place, &format!("{place}\n{line}"));
             let err = Scenario::parse("r", &text).expect_err(line).to_string();

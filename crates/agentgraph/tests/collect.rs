@@ -49,6 +49,25 @@ fn wait_until_settled(path: &Path, at_least: usize, timeout: Duration) {
     }
 }
 
+/// The collector's /readyz: the body as served, and parsed.
+fn readyz(http: &str) -> (String, serde_json::Value) {
+    let (_, body) = http_get(http, "/readyz");
+    let ready = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (body, ready)
+}
+
+/// Polls /readyz until its body contains `wanted`, for at most `timeout`; returns the last body.
+fn wait_for_readyz(http: &str, wanted: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let body = http_get(http, "/readyz").1;
+        if body.contains(wanted) || Instant::now() >= deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn collector(hubble: &str, output: &Path, extra: &[&str]) -> (Proc, String) {
     let mut args =
         vec!["collect", "--hubble-server", hubble, "--listen", "127.0.0.1:0", "--output", output.to_str().unwrap()];
@@ -111,8 +130,7 @@ fn out_of_order_flows_on_one_stream_are_all_kept() {
     let output = dir.path().join("graphs.ndjson");
     let (mut collect, http) = collector(&address_in(&line), &output, &[]);
     wait_until_settled(&output, expected.len() / 2, Duration::from_secs(60));
-    let (_, body) = http_get(&http, "/readyz");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (body, ready) = readyz(&http);
     assert_eq!(ready["flows_discarded_duplicate"], 0, "{body}");
     assert!(collect.terminate().success());
     assert_eq!(lines(&output), expected);
@@ -134,15 +152,7 @@ fn a_server_that_accepts_and_says_nothing_is_given_up() {
     });
     let output = dir.path().join("graphs.ndjson");
     let (mut collect, http) = collector(&silent, &output, &["--connect-timeout", "1s"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut body = String::new();
-    while Instant::now() < deadline {
-        body = http_get(&http, "/readyz").1;
-        if body.contains("no answer within") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let body = wait_for_readyz(&http, "no answer within", Duration::from_secs(20));
     assert!(body.contains("no answer within 1s"), "{body}");
     assert!(body.contains("\"ready\":false") && body.contains("\"reconnects\":0"), "{body}");
     assert!(collect.terminate().success());
@@ -168,8 +178,7 @@ fn collector_survives_a_replay_restart_without_duplicates_or_loss() {
     assert!(!ready.contains("\"last_error\":\"\""), "the failure is explained: {ready}");
     let (mut second, _) = start(&["replay", f, "--listen", &hubble, "--speed", "50"], "replaying");
     wait_until_settled(&output, expected.len() / 2, Duration::from_secs(90));
-    let (_, body) = http_get(&http, "/readyz");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (body, ready) = readyz(&http);
     assert!(ready["reconnects"].as_u64().unwrap() >= 1, "{body}");
     assert!(ready["flows_discarded_duplicate"].as_u64().unwrap() >= 1, "{body}");
     // Event time stood still while disconnected: the backlog after the reconnect is not late.
@@ -198,21 +207,12 @@ fn a_frozen_server_is_noticed_and_its_backlog_is_not_late() {
     std::thread::sleep(Duration::from_millis(1500));
     let pid = replay.0.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut body = String::new();
-    while Instant::now() < deadline {
-        body = http_get(&http, "/readyz").1;
-        if body.contains("\"connected\":false") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let body = wait_for_readyz(&http, "\"connected\":false", Duration::from_secs(40));
     assert!(body.contains("\"connected\":false"), "{body}");
     assert!(body.contains("no flows for 10s") || body.contains("no answer within 2s"), "the reason: {body}");
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     wait_until_settled(&output, expected.len() / 2, Duration::from_secs(90));
-    let (_, body) = http_get(&http, "/readyz");
-    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (body, ready) = readyz(&http);
     assert_eq!(ready["records_late"], 0, "{body}");
     assert!(collect.terminate().success());
     assert_eq!(lines(&output), expected);
@@ -345,8 +345,7 @@ fn a_flood_of_unanswered_calls_stays_within_the_bound() {
     let mut peak = 0;
     let mut received = 0;
     while Instant::now() < deadline {
-        let (_, body) = http_get(&http, "/readyz");
-        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let (_, r) = readyz(&http);
         peak = peak.max(r["open_calls"].as_u64().unwrap());
         let now = r["flows_received"].as_u64().unwrap();
         if now > 0 && now == received {
@@ -356,8 +355,7 @@ fn a_flood_of_unanswered_calls_stays_within_the_bound() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(peak <= bound, "held {peak} calls, bound {bound}");
-    let (_, body) = http_get(&http, "/readyz");
-    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (body, r) = readyz(&http);
     assert!(r["requests_emitted_early"].as_u64().unwrap() > 0, "{body}");
     // A response arriving after its request was emitted early is reported as a call of its
     // own, and counted.
