@@ -1257,9 +1257,36 @@ impl Engine {
         let ready_set: foldhash::HashSet<CallId> = ready.iter().copied().collect();
         let list = self.pending_children.get_mut(place).expect("present");
         list.retain(|c| !ready_set.contains(c));
-        // Parents that calls still undecided may yet be given: not scored as finished.
-        let still_open: foldhash::HashSet<CallId> =
-            list.iter().filter_map(|c| self.calls.get(c).and_then(|c| c.pending.as_ref())).flatten().copied().collect();
+        // The undecided calls that may go to the same parents are searched with the ready ones
+        // as context, though only the ready ones are decided now: a parent scored without some
+        // of its calls (the last one, which shows when it answered) is a coin toss between
+        // parents whose first calls look alike.
+        let ready_parents: foldhash::HashSet<CallId> = ready
+            .iter()
+            .filter_map(|c| self.calls.get(c).and_then(|c| c.pending.as_ref()))
+            .flatten()
+            .copied()
+            .collect();
+        let context: Vec<CallId> = list
+            .iter()
+            .copied()
+            .filter(|c| {
+                self.calls
+                    .get(c)
+                    .and_then(|c| c.pending.as_ref())
+                    .is_some_and(|p| p.iter().any(|p| ready_parents.contains(p)))
+            })
+            .take(MAX_JOINT_CHILDREN)
+            .collect();
+        let context_set: foldhash::HashSet<CallId> = context.iter().copied().collect();
+        // Parents that calls outside the search may yet be given: not scored as finished.
+        let still_open: foldhash::HashSet<CallId> = list
+            .iter()
+            .filter(|c| !context_set.contains(c))
+            .filter_map(|c| self.calls.get(c).and_then(|c| c.pending.as_ref()))
+            .flatten()
+            .copied()
+            .collect();
         if list.is_empty() {
             self.pending_children.remove(place);
         }
@@ -1267,22 +1294,23 @@ impl Engine {
         let mut parent_ids: Vec<CallId> = Vec::new();
         let mut parent_index: HashMap<CallId, usize> = HashMap::new();
         let mut children: Vec<(CallId, Span, Vec<CallId>)> = Vec::new();
-        for &c in &ready {
+        for (&c, decide) in ready.iter().map(|c| (c, true)).chain(context.iter().map(|c| (c, false))) {
             let Some(call) = self.calls.get_mut(&c) else { continue };
-            let cands: Vec<CallId> = call.pending.take().unwrap_or_default();
+            let cands: Vec<CallId> =
+                if decide { call.pending.take().unwrap_or_default() } else { call.pending.clone().unwrap_or_default() };
             let g = call.group;
             let (_, s, e) = call.made_view();
             let start = s.unwrap_or(0);
             let end = if call.unanswered { start } else { e.unwrap_or(start) };
             let kind = call_kind(call);
-            if let Some(group) = self.groups.get_mut(&g) {
+            if decide && let Some(group) = self.groups.get_mut(&g) {
                 group.awaiting = group.awaiting.saturating_sub(1);
             }
             let mut alive = Vec::new();
             for p in cands {
                 let Some(pc) = self.calls.get_mut(&p) else { continue };
                 let pg = pc.group;
-                if let Some(group) = self.groups.get_mut(&pg) {
+                if decide && let Some(group) = self.groups.get_mut(&pg) {
                     group.claims = group.claims.saturating_sub(1);
                 }
                 alive.push(p);
@@ -1321,7 +1349,7 @@ impl Engine {
                     fixed,
                     timing,
                     fallback: &self.global_timing,
-                    open: still_open.contains(p),
+                    open: still_open.contains(p) || pc.closed_at.is_none(),
                 }
             })
             .collect();
@@ -1370,20 +1398,22 @@ impl Engine {
                 .collect()
         };
         let mut unlearned = 0;
+        let decided = |i: &&usize| ready_set.contains(&children[**i].0);
         for (calls, unit) in members.iter().zip(&problem) {
             if unit.candidates.iter().any(|&p| !slots[p].timing.is_informed()) {
-                unlearned += calls.len() as u64;
+                unlearned += calls.iter().filter(decided).count() as u64;
             }
         }
         drop(slots);
-        self.stats.joint_decisions += members.iter().map(|calls| calls.len() as u64).sum::<u64>();
+        self.stats.joint_decisions +=
+            members.iter().map(|calls| calls.iter().filter(decided).count() as u64).sum::<u64>();
         self.stats.unlearned_decisions += unlearned;
         if self.joint_parents.len() < 10_000 {
             self.joint_parents.extend(joint_parents);
         }
         let mut touched = Vec::new();
         for (calls, decision) in members.iter().zip(assignment) {
-            for &i in calls {
+            for &i in calls.iter().filter(decided) {
                 let child = children[i].0;
                 let parent = parent_ids[decision.parent];
                 let call = self.calls.get_mut(&child).expect("listed");
@@ -1402,7 +1432,7 @@ impl Engine {
                 touched.push(self.calls[&parent].group);
             }
         }
-        for (id, _, _) in &children {
+        for (id, _, _) in children.iter().filter(|(id, _, _)| ready_set.contains(id)) {
             if let Some(c) = self.calls.get(id) {
                 touched.push(c.group);
             }
