@@ -54,8 +54,9 @@ pub struct Histogram {
     /// (far more frequent than learning) needs no logarithm.
     ln_counts: [f64; BINS],
     ln_total: f64,
-    /// The smallest and largest value seen: with enough samples, a value well outside them
-    /// scores like an empty bin, though its bin (a factor of 2 wide) has counts.
+    /// The smallest and largest value seen: with enough samples, a value more than 1/16 outside
+    /// them scores like an empty bin, though its bin (a factor of 2 wide) has counts. (1/8 let
+    /// through gaps a parent could not have had; 1/16 and 1/32 scored alike.)
     min: Nanos,
     max: Nanos,
 }
@@ -108,7 +109,7 @@ impl Histogram {
     /// Smoothed log-probability of the bin of `v`.
     pub fn log_p(&self, v: Nanos) -> f64 {
         if self.total >= RANGE_SAMPLES
-            && (v < self.min - self.min.abs() / 8 || v > self.max.saturating_add(self.max.abs() / 8))
+            && (v < self.min - self.min.abs() / 16 || v > self.max.saturating_add(self.max.abs() / 16))
         {
             return ALPHA.ln() - self.ln_total;
         }
