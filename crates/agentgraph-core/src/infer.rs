@@ -54,12 +54,17 @@ pub struct Histogram {
     /// (far more frequent than learning) needs no logarithm.
     ln_counts: [f64; BINS],
     ln_total: f64,
-    /// The smallest and largest value seen: with enough samples, a value more than 1/16 outside
-    /// them scores like an empty bin, though its bin (a factor of 2 wide) has counts. (1/8 let
-    /// through gaps a parent could not have had; 1/16 and 1/32 scored alike.)
-    min: Nanos,
-    max: Nanos,
+    /// The largest and smallest values seen, most extreme first. With enough samples, a value
+    /// more than 1/16 outside their range scores like an empty bin, though its bin (a factor of
+    /// 2 wide) has counts (1/8 let through gaps a parent could not have had; 1/16 and 1/32
+    /// scored alike). The range leaves out the most extreme values, one per 128 samples, so
+    /// that a stray example (a wrong decision learned from) does not stretch it for good.
+    highest: [Nanos; EXTREMES],
+    lowest: [Nanos; EXTREMES],
 }
+
+/// Extreme values kept at each end of a [`Histogram`].
+const EXTREMES: usize = 4;
 
 /// Samples needed before the seen range sharpens the bins.
 const RANGE_SAMPLES: u32 = 30;
@@ -89,8 +94,8 @@ impl Default for Histogram {
             total: 0,
             ln_counts: [ALPHA.ln(); BINS],
             ln_total: (ALPHA * BINS as f64).ln(),
-            min: Nanos::MAX,
-            max: Nanos::MIN,
+            highest: [Nanos::MIN; EXTREMES],
+            lowest: [Nanos::MAX; EXTREMES],
         }
     }
 }
@@ -102,15 +107,21 @@ impl Histogram {
         self.total = self.total.saturating_add(1);
         self.ln_counts[b] = (f64::from(self.counts[b]) + ALPHA).ln();
         self.ln_total = (f64::from(self.total) + ALPHA * BINS as f64).ln();
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
+        if let Some(i) = self.highest.iter().position(|&h| v > h) {
+            self.highest.copy_within(i..EXTREMES - 1, i + 1);
+            self.highest[i] = v;
+        }
+        if let Some(i) = self.lowest.iter().position(|&l| v < l) {
+            self.lowest.copy_within(i..EXTREMES - 1, i + 1);
+            self.lowest[i] = v;
+        }
     }
 
     /// Smoothed log-probability of the bin of `v`.
     pub fn log_p(&self, v: Nanos) -> f64 {
-        if self.total >= RANGE_SAMPLES
-            && (v < self.min - self.min.abs() / 16 || v > self.max.saturating_add(self.max.abs() / 16))
-        {
+        let trimmed = (self.total as usize / 128).min(EXTREMES - 1);
+        let (min, max) = (self.lowest[trimmed], self.highest[trimmed]);
+        if self.total >= RANGE_SAMPLES && (v < min - min.abs() / 16 || v > max.saturating_add(max.abs() / 16)) {
             return ALPHA.ln() - self.ln_total;
         }
         self.ln_counts[bin(v)] - self.ln_total
@@ -1311,5 +1322,30 @@ mod tests {
         assert_eq!(bin(-1), MAG_BINS);
         assert_eq!(bin(i64::MAX), MAG_BINS - 1);
         assert_eq!(bin(i64::MIN + 1), BINS - 1);
+    }
+
+    #[test]
+    fn a_few_stray_samples_do_not_stretch_the_seen_range() {
+        let ms = 1_000_000;
+        let mut h = Histogram::default();
+        for i in 0..300 {
+            h.add((100 + i % 101) * ms);
+        }
+        let inside = h.log_p(190 * ms);
+        let empty = |h: &Histogram| ALPHA.ln() - h.ln_total;
+        // 240 ms shares a bin (205–410 ms) with seen values but lies beyond 200 ms + 1/16.
+        assert!(inside > empty(&h));
+        assert_eq!(h.log_p(240 * ms), empty(&h));
+        assert_eq!(h.log_p(210 * ms), h.log_p(205 * ms));
+        // Two wrong examples far out (one per 128 samples is left out of the range).
+        h.add(1_500 * ms);
+        h.add(1_600 * ms);
+        assert_eq!(h.log_p(1_550 * ms), empty(&h));
+        assert_eq!(h.log_p(240 * ms), empty(&h));
+        // Many samples out there are the distribution, not strays.
+        for _ in 0..10 {
+            h.add(1_600 * ms);
+        }
+        assert!(h.log_p(1_550 * ms) > empty(&h));
     }
 }
