@@ -14,8 +14,10 @@ the flows do not show). Each group is then:
                       knows the timing closely gets it right;
   clear miss          the truth is more than 20 times likelier.
 
-"best possible" is the parent accuracy with every close call and clear miss right: an upper
-bound for any inference from these flows, reached only with the scenario's exact timing.
+"best possible" is the parent accuracy with every close call and clear miss put right, the
+groups that favour the report staying wrong: an estimate of the most any inference could get
+from these flows, and only with the scenario's exact timing. (An estimate: another report may
+go wrong, or right, in other places.)
 
     python3 crates/agentgraph-sim/tools/ceiling.py report.json sim/truth.json [--details]
 
