@@ -201,17 +201,23 @@ def main():
             by_edge[(c["client"], c["server"], c["path"])].append((s, (q["id"], c["id"])))
     for starts in by_edge.values():
         starts.sort()
+    # Reported calls match true calls of the same edge: same start first, then the nearest
+    # start within MATCH_NS (a start read on another node's clock), so that a near neighbour
+    # never takes a call's exact match.
     taken, matched = set(), {}
-    for q in report["requests"]:
-        for c in q["calls"]:
+    reported = [(q["id"], c) for q in report["requests"] for c in q["calls"]]
+    for exact in (True, False):
+        for qid, c in reported:
+            if (qid, c["id"]) in matched:
+                continue
             starts = by_edge.get((c["client"], c["server"], c["path"]), [])
             s = ns(c["start"])
             i = bisect.bisect_left(starts, (s - MATCH_NS,))
-            near = [k for t, k in starts[i : i + 8] if abs(t - s) <= MATCH_NS and k not in taken]
+            near = [k for t, k in starts[i : i + 16] if abs(t - s) <= (0 if exact else MATCH_NS) and k not in taken]
             if near:
                 best = min(near, key=lambda k: abs(truth[k]["start_ns"] - s))
                 taken.add(best)
-                matched[(q["id"], c["id"])] = best
+                matched[(qid, c["id"])] = best
     true_parent = {k: ((k[0], v["parent"]) if v["parent"] else None) for k, v in truth.items()}
     reported_parent = {}
     for q in report["requests"]:
