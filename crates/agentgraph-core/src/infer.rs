@@ -268,6 +268,10 @@ pub struct EdgeTiming {
     pub parallel_gap: Histogram,
     /// A call that starts after every earlier sibling ended (a sequence): end-to-start gap.
     pub sequential_gap: Histogram,
+    /// The same, split by whether the call is of the previous call's kind (the next call of a
+    /// step: "call the LLM again") or of another (the next step, often after more thinking).
+    pub sequential_gap_same: Histogram,
+    pub sequential_gap_change: Histogram,
     pub last_to_end: Histogram,
     /// Which kind of call comes first, which follows which, and which comes last (a Markov
     /// chain over the kinds of calls this agent makes).
@@ -312,7 +316,14 @@ impl EdgeTiming {
             if tail.has_calls {
                 match tail.gap(*c) {
                     (true, gap) => self.parallel_gap.add(gap),
-                    (false, gap) => self.sequential_gap.add(gap),
+                    (false, gap) => {
+                        self.sequential_gap.add(gap);
+                        if tail.last_kind == c.kind {
+                            self.sequential_gap_same.add(gap);
+                        } else {
+                            self.sequential_gap_change.add(gap);
+                        }
+                    }
                 }
             }
             tail.push(Model::Uninformed, parent, *c);
@@ -345,6 +356,13 @@ impl EdgeTiming {
                 }
             }
         }
+    }
+
+    /// The end-to-start gaps of calls of the previous call's kind (`same`) or of another, once
+    /// there are enough of them; all end-to-start gaps before.
+    fn sequential_gap_after(&self, same: bool) -> &Histogram {
+        let split = if same { &self.sequential_gap_same } else { &self.sequential_gap_change };
+        if split.total() >= RANGE_SAMPLES { split } else { &self.sequential_gap }
     }
 
     fn update_gap_shares(&mut self) {
@@ -450,7 +468,7 @@ impl<'a> Model<'a> {
         };
         let timing = match tail.gap(call) {
             (true, gap) => t.ln_parallel + t.parallel_gap.log_p(gap),
-            (false, gap) => t.ln_sequential + t.sequential_gap.log_p(gap),
+            (false, gap) => t.ln_sequential + t.sequential_gap_after(tail.last_kind == call.kind).log_p(gap),
         };
         match self {
             Model::Own(t) => timing + t.ln_step(previous, token),
@@ -1381,6 +1399,32 @@ mod tests {
             sparse.add((60 + i % 41) * ms);
         }
         assert_eq!(sparse.log_p(62 * ms), sparse.log_p(100 * ms));
+    }
+
+    #[test]
+    fn the_gap_before_a_call_depends_on_whether_it_repeats_the_previous_kind() {
+        // A search (kind 1) 60 ms before the first of two LLM calls (kind 2), 5 ms apart.
+        let span = |kind: u64| move |s: i64, e: i64| Span { start: s * MS, end: e * MS, kind };
+        let (search, llm) = (span(1), span(2));
+        let mut t = EdgeTiming::default();
+        for k in 0..40 {
+            let o = k * 10_000;
+            t.learn(iv(o, o + 1_000), &[search(o + 20, o + 40), llm(o + 100, o + 500), llm(o + 505, o + 950)], true);
+        }
+        let model = Model::Own(&t);
+        let parent = iv(0, 1_000);
+        let next = |before: Span, call: Span| {
+            let mut tail = Tail::default();
+            tail.push(model, parent, before);
+            let token = token(call.kind, if call.kind == before.kind { 0 } else { 1 }, 0);
+            model.next_call(parent, &tail, call, token)
+        };
+        // After an LLM call, another 5 ms later is usual and 60 ms later is not; after the
+        // search, the other way round. One histogram for both would score them alike.
+        assert!(next(llm(100, 500), llm(505, 950)) > next(llm(100, 500), llm(560, 950)));
+        assert!(next(search(20, 40), llm(100, 500)) > next(search(20, 40), llm(45, 500)));
+        assert_eq!(t.sequential_gap_same.total(), 40);
+        assert_eq!(t.sequential_gap_change.total(), 40);
     }
 
     #[test]
