@@ -118,7 +118,7 @@ fn overlapping_untraced_requests_meet_the_target() {
 
 /// The same target for support-desk, not met yet: twin workers of one fan-out on one pod make
 /// the same calls a millisecond apart, so their parents are nearly as ambiguous as with trace
-/// context (96.4–97.3 % over six seeds; 96.9–97.3 % with a trace id); see the README's accuracy
+/// context (96.6–97.5 % over six seeds; 97.2–97.7 % with a trace id); see the README's accuracy
 /// section for how many of its wrong parents the flows could have settled.
 #[test]
 #[ignore = "target not met yet: see the README's accuracy section for the measured figures"]
