@@ -1276,7 +1276,8 @@ impl Engine {
                     .and_then(|c| c.pending.as_ref())
                     .is_some_and(|p| p.iter().any(|p| ready_parents.contains(p)))
             })
-            .take(MAX_JOINT_CHILDREN)
+            // Context never pushes a problem past the joint search's size (to the simple rule).
+            .take(MAX_JOINT_CHILDREN.saturating_sub(ready.len()))
             .collect();
         let context_set: foldhash::HashSet<CallId> = context.iter().copied().collect();
         // Parents that calls outside the search may yet be given: not scored as finished.
