@@ -24,7 +24,8 @@ go wrong, or right, in other places.)
 `report.json` is `agentgraph analyze --format json`; the scenario is the built-in one named in
 `truth.json` (or `--scenario FILE`). Approximations: the network delay is its mean, clock skew
 is ignored (the truth's times are the true times), and the time taken by external calls is
-integrated by Monte Carlo (seeded: the output is reproducible). Standard library only.
+integrated by Monte Carlo (seeded: the output is reproducible). Standard library only (Python
+3.11 or later, for tomllib).
 """
 
 import argparse
