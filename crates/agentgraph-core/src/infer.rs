@@ -133,18 +133,19 @@ impl Histogram {
             return ALPHA.ln() - self.ln_total;
         }
         // Between bin centres, interpolated (in log space) toward the nearer neighbour.
+        let b = bin(v);
         let units = v.unsigned_abs() as f64 / BASE_NS as f64;
         if units < 1.0 || self.total < INTERPOLATION_SAMPLES {
-            return self.ln_counts[bin(v)] - self.ln_total;
+            return self.ln_counts[b] - self.ln_total;
         }
-        // log2(units) from the float's exponent and mantissa, to within 0.005 (no logarithm:
-        // this runs for every call the search scores).
+        let (base, mag) = (b - b % MAG_BINS, b % MAG_BINS);
+        // The fraction of log2(units) past the bin's lower edge, from the float's mantissa, to
+        // within 0.005 (no logarithm: this runs for every call the search scores); a value past
+        // the last bin stays at its centre.
         let bits = units.to_bits();
-        let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+        let exponent = ((bits >> 52) & 0x7ff) as usize - 1023;
         let m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52)) - 1.0;
-        let mag = (exponent as usize).min(MAG_BINS - 1);
-        let frac = if exponent as usize >= MAG_BINS { 0.5 } else { m + 0.346_607 * m * (1.0 - m) };
-        let base = if v < 0 { MAG_BINS } else { 0 };
+        let frac = if exponent > mag { 0.5 } else { m + 0.346_607 * m * (1.0 - m) };
         let (neighbour, w) = if frac < 0.5 {
             (mag.checked_sub(1), 0.5 - frac)
         } else {
@@ -1376,29 +1377,28 @@ mod tests {
 
     #[test]
     fn scores_run_smoothly_across_bin_edges_once_samples_are_plenty() {
-        let ms = 1_000_000;
         let mut h = Histogram::default();
         // Two thirds in the 51.2–102.4 ms bin, a third in the next one up.
         for i in 0..200 {
-            h.add((60 + i % 41) * ms);
+            h.add((60 + i % 41) * MS);
         }
         for i in 0..100 {
-            h.add((110 + i % 81) * ms);
+            h.add((110 + i % 81) * MS);
         }
         let edge = 102_400_000;
         // Either side of the edge scores nearly alike (the two bins differ by ln 2).
         assert!((h.log_p(edge - 100_000) - h.log_p(edge + 100_000)).abs() < 0.01);
         // Within a bin, a score leans toward the neighbouring bin's: the lower half of the
         // fuller bin toward the empty one below it, the upper half toward the sparser one above.
-        assert!(h.log_p(62 * ms) < h.log_p(72 * ms));
-        assert!(h.log_p(72 * ms) > h.log_p(100 * ms));
-        assert!(h.log_p(100 * ms) > h.log_p(150 * ms));
+        assert!(h.log_p(62 * MS) < h.log_p(72 * MS));
+        assert!(h.log_p(72 * MS) > h.log_p(100 * MS));
+        assert!(h.log_p(100 * MS) > h.log_p(150 * MS));
         // Few samples: whole bins, as counted.
         let mut sparse = Histogram::default();
         for i in 0..60 {
-            sparse.add((60 + i % 41) * ms);
+            sparse.add((60 + i % 41) * MS);
         }
-        assert_eq!(sparse.log_p(62 * ms), sparse.log_p(100 * ms));
+        assert_eq!(sparse.log_p(62 * MS), sparse.log_p(100 * MS));
     }
 
     #[test]
@@ -1429,26 +1429,25 @@ mod tests {
 
     #[test]
     fn a_few_stray_samples_do_not_stretch_the_seen_range() {
-        let ms = 1_000_000;
         let mut h = Histogram::default();
         for i in 0..300 {
-            h.add((100 + i % 101) * ms);
+            h.add((100 + i % 101) * MS);
         }
-        let inside = h.log_p(190 * ms);
+        let inside = h.log_p(190 * MS);
         let empty = |h: &Histogram| ALPHA.ln() - h.ln_total;
         // 240 ms shares a bin (205–410 ms) with seen values but lies beyond 200 ms + 1/16.
         assert!(inside > empty(&h));
-        assert_eq!(h.log_p(240 * ms), empty(&h));
-        assert!(h.log_p(210 * ms) > empty(&h));
+        assert_eq!(h.log_p(240 * MS), empty(&h));
+        assert!(h.log_p(210 * MS) > empty(&h));
         // Two wrong examples far out (one per 128 samples is left out of the range).
-        h.add(1_500 * ms);
-        h.add(1_600 * ms);
-        assert_eq!(h.log_p(1_550 * ms), empty(&h));
-        assert_eq!(h.log_p(240 * ms), empty(&h));
+        h.add(1_500 * MS);
+        h.add(1_600 * MS);
+        assert_eq!(h.log_p(1_550 * MS), empty(&h));
+        assert_eq!(h.log_p(240 * MS), empty(&h));
         // Many samples out there are the distribution, not strays.
         for _ in 0..10 {
-            h.add(1_600 * ms);
+            h.add(1_600 * MS);
         }
-        assert!(h.log_p(1_550 * ms) > empty(&h));
+        assert!(h.log_p(1_550 * MS) > empty(&h));
     }
 }
