@@ -194,15 +194,12 @@ struct Observation {
     pending_on: Option<ConnKey>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ConnKey {
-    node: Arc<str>,
-    direction: TrafficDirection,
-    client_ip: Option<IpAddr>,
-    client_port: u16,
-    server_ip: Option<IpAddr>,
-    server_port: u16,
-}
+/// A connection as one proxy saw it: a 64-bit hash of node, direction, addresses and ports.
+/// Hashed once per record rather than kept whole: every record looks it up, and a whole key
+/// holds the node's name. Two of the few thousand connections open at once share a hash with
+/// odds of about 1 in 10^12, and even then a response pairs only with a request of its URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ConnKey(u64);
 
 #[derive(Debug)]
 struct Call {
@@ -645,14 +642,15 @@ impl Engine {
     }
 
     fn conn_key(r: &HttpRecord) -> ConnKey {
-        ConnKey {
-            node: r.node.clone(),
-            direction: r.direction,
-            client_ip: r.client.ip,
-            client_port: r.client.port,
-            server_ip: r.server.ip,
-            server_port: r.server.port,
-        }
+        use std::hash::BuildHasher;
+        ConnKey(foldhash::fast::FixedState::with_seed(0x636f_6e6e).hash_one((
+            r.node.as_bytes(),
+            r.direction,
+            r.client.ip,
+            r.client.port,
+            r.server.ip,
+            r.server.port,
+        )))
     }
 
     fn dedup_key(r: &HttpRecord) -> u64 {
@@ -710,7 +708,7 @@ impl Engine {
             call.request_bytes = call.request_bytes.or(r.request_bytes);
             // Even when the other side already saw the response, this side's response is still
             // to come and must pair with this request.
-            o.pending_on = Some(conn.clone());
+            o.pending_on = Some(conn);
             self.pending.entry(conn).or_default().push_back((id, slot));
             let g = call.group;
             self.touch(g, r.time);
@@ -724,7 +722,7 @@ impl Engine {
         self.claim(&in_flight, 1);
         let call = self.calls.get_mut(&id).expect("just made");
         call.in_flight_at_start = in_flight;
-        call.obs[slot].pending_on = Some(conn.clone());
+        call.obs[slot].pending_on = Some(conn);
         self.pending.entry(conn).or_default().push_back((id, slot));
         self.expiries.push((r.time + self.config.response_timeout, id));
     }
@@ -803,38 +801,31 @@ impl Engine {
     fn match_pending(&mut self, conn: &ConnKey, r: &HttpRecord) -> Option<CallId> {
         let queue = self.pending.get_mut(conn)?;
         let calls = &self.calls;
-        let candidates: Vec<(usize, CallId, Nanos)> = queue
-            .iter()
-            .enumerate()
-            .filter_map(|(pos, &(id, slot))| {
-                let c = calls.get(&id)?;
-                (c.url_key == r.url_key).then_some((pos, id, c.obs[slot].start?))
-            })
-            .collect();
-        let by_rid: Vec<(usize, CallId, Nanos)> = match &r.request_id {
-            Some(rid) => {
-                candidates.iter().copied().filter(|(_, id, _)| calls[id].request_id.as_ref() == Some(rid)).collect()
+        let expected = (r.latency_ns > 0).then(|| r.time - r.latency_ns as Nanos);
+        // One pass, no allocation (it runs for every response): the best waiting request with
+        // the response's request id, and the best one without any id. A response naming a
+        // request id that no waiting request carries answers a request we did not see; waiting
+        // requests without an id may still be it.
+        let mut with_rid: Option<(Nanos, usize, CallId, Nanos)> = None;
+        let mut other: Option<(Nanos, usize, CallId, Nanos)> = None;
+        for (pos, &(id, slot)) in queue.iter().enumerate() {
+            let Some(c) = calls.get(&id) else { continue };
+            let Some(start) = c.obs[slot].start else { continue };
+            if c.url_key != r.url_key {
+                continue;
             }
-            None => Vec::new(),
-        };
-        let pool = if by_rid.is_empty() {
-            // A response naming a request id that no waiting request carries answers a request
-            // we did not see; waiting requests without an id may still be it.
-            if r.request_id.is_some() {
-                candidates.into_iter().filter(|(_, id, _)| calls[id].request_id.is_none()).collect()
-            } else {
-                candidates
+            let best = match (&r.request_id, &c.request_id) {
+                (Some(rid), Some(own)) if rid == own => &mut with_rid,
+                (Some(_), Some(_)) => continue,
+                _ => &mut other,
+            };
+            // By closeness to the request time the latency gives, else the oldest.
+            let distance = expected.map_or(0, |e| (start - e).abs());
+            if best.is_none_or(|(d, p, _, _)| (distance, pos) < (d, p)) {
+                *best = Some((distance, pos, id, start));
             }
-        } else {
-            by_rid
-        };
-        let chosen = if r.latency_ns > 0 {
-            let expected = r.time - r.latency_ns as Nanos;
-            pool.iter().min_by_key(|(pos, _, start)| ((start - expected).abs(), *pos)).copied()
-        } else {
-            pool.first().copied()
-        }?;
-        let (pos, id, start) = chosen;
+        }
+        let (_, pos, id, start) = with_rid.or(other)?;
         if start > r.time {
             return None;
         }
@@ -1780,12 +1771,12 @@ mod tests {
 
     fn peer(agent: &str, pod: &str, last_octet: u8, port: u16) -> Peer {
         Peer {
-            info: EndpointInfo {
+            info: Arc::new(EndpointInfo {
                 agent: Arc::from(agent),
                 source: crate::names::NameSource::Strong,
                 pod: Arc::from(pod),
                 family: Arc::from(agent),
-            },
+            }),
             ip: Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, last_octet))),
             port,
         }

@@ -42,7 +42,7 @@ pub struct AgentNamer {
     labels: Vec<String>,
     /// Keyed by a 64-bit hash of the endpoint's raw JSON (a collision among the cache's 65,536
     /// entries has odds of about 1 in 10^10; comparing whole ~1 KB keys cost 4 % of run time).
-    cache: HashMap<u64, EndpointInfo>,
+    cache: HashMap<u64, Arc<EndpointInfo>>,
     cache_limit: usize,
     /// Strong names learned per pod family, to resolve weak names consistently.
     families: HashMap<Arc<str>, Arc<str>>,
@@ -68,19 +68,19 @@ impl AgentNamer {
     }
 
     /// Names the endpoint; `url_host` names a world destination when the flow gives no DNS name.
-    pub fn endpoint(&mut self, e: &EndpointView<'_>, dns_name: Option<JStr<'_>>, url_host: &str) -> EndpointInfo {
+    /// Shared (one reference count per record side, not one per name): every record names two.
+    pub fn endpoint(&mut self, e: &EndpointView<'_>, dns_name: Option<JStr<'_>>, url_host: &str) -> Arc<EndpointInfo> {
         let cacheable = !e.raw.is_empty() && dns_name.is_none();
         let key = if cacheable { raw_key(e.raw) } else { 0 };
         if cacheable && let Some(info) = self.cache.get(&key) {
-            {
-                let mut info = info.clone();
-                if info.source == NameSource::Reserved && &*info.agent == "world" && !url_host.is_empty() {
-                    info.agent = self.world_name(url_host);
-                }
-                return info;
+            if info.source == NameSource::Reserved && &*info.agent == "world" && !url_host.is_empty() {
+                let mut named = EndpointInfo::clone(info);
+                named.agent = self.world_name(url_host);
+                return Arc::new(named);
             }
+            return info.clone();
         }
-        let info = self.compute(e, dns_name, url_host);
+        let info = Arc::new(self.compute(e, dns_name, url_host));
         if info.source == NameSource::Strong && !info.family.is_empty() {
             if self.families.len() >= self.cache_limit {
                 self.families.clear();

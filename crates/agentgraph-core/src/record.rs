@@ -34,7 +34,7 @@ impl Default for NormalizeConfig {
 /// One side of an HTTP exchange as a record saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
-    pub info: EndpointInfo,
+    pub info: Arc<EndpointInfo>,
     pub ip: Option<IpAddr>,
     pub port: u16,
 }
@@ -179,7 +179,9 @@ impl Normalizer {
         for (key, value) in http.headers.iter() {
             match self.headers.role(key) {
                 Some(HeaderRole::RequestId) if request_id.is_none() && !value.is_empty() => {
-                    request_id = Some(self.namer.intern(&value.value()));
+                    // Not interned: most request ids are seen on one call only, and would crowd out the
+                    // few names that repeat on every record.
+                    request_id = Some(Arc::from(&*value.value()));
                 }
                 Some(HeaderRole::ContentLength) => content_length = parse_size(value),
                 Some(HeaderRole::TraceParent) => {
@@ -269,19 +271,29 @@ impl Normalizer {
 }
 
 /// Splits `scheme://host:port/path?query` into host (without port) and path (without query).
+/// Byte scans rather than `str` patterns: it runs on every record.
 fn split_url(url: &str) -> (&str, &str) {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (authority, path) = match rest.find('/') {
-        Some(i) if url.contains("://") => (&rest[..i], &rest[i..]),
-        None if url.contains("://") => (rest, "/"),
-        _ => ("", rest),
+    let bytes = url.as_bytes();
+    let scheme_end = bytes.windows(3).position(|w| w == b"://");
+    let (authority, path) = match scheme_end {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            match rest.bytes().position(|c| c == b'/') {
+                Some(j) => (&rest[..j], &rest[j..]),
+                None => (rest, "/"),
+            }
+        }
+        None => ("", url),
     };
-    let path = path.split(['?', '#']).next().unwrap_or("/");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.split_once(']').map_or(host, |(h, _)| &h[1..])
+    let path = &path[..path.bytes().position(|c| c == b'?' || c == b'#').unwrap_or(path.len())];
+    let host = match authority.bytes().rposition(|c| c == b'@') {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    };
+    let host = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split_once(']').map_or(host, |(h, _)| h)
     } else {
-        host.split(':').next().unwrap_or("")
+        &host[..host.bytes().position(|c| c == b':').unwrap_or(host.len())]
     };
     (host, if path.is_empty() { "/" } else { path })
 }
@@ -366,6 +378,12 @@ mod tests {
         assert_eq!(split_url("http://10.0.0.1:80"), ("10.0.0.1", "/"));
         assert_eq!(split_url("http://[fd00::1]:80/a#b"), ("fd00::1", "/a"));
         assert_eq!(split_url("/relative?q"), ("", "/relative"));
+        assert_eq!(split_url("http://user:pw@api.local:8080/p?q#f"), ("api.local", "/p"));
+        assert_eq!(split_url("http://a?b"), ("a?b", "/"));
+        assert_eq!(split_url("http://[fd00::1/x"), ("[fd00::1", "/x"));
+        assert_eq!(split_url("http://"), ("", "/"));
+        assert_eq!(split_url(""), ("", "/"));
+        assert_eq!(split_url("https://h/#frag"), ("h", "/"));
     }
 
     /// Header names are matched case-insensitively, escaped or not, whatever their length,
