@@ -209,6 +209,9 @@ struct Call {
     method: Arc<str>,
     path: Arc<str>,
     url_key: u64,
+    /// Its kind for the timing statistics: a hash of server agent and path, computed once (the
+    /// inference asks for it many times per call).
+    kind: u64,
     /// Key of `Engine::twins` this call is listed under (its exchange and missing side).
     dedup_key: u64,
     request_id: Option<Arc<str>>,
@@ -886,6 +889,13 @@ impl Engine {
             method: r.method.clone(),
             path: r.path.clone(),
             url_key: r.url_key,
+            kind: {
+                use std::hash::BuildHasher;
+                // Never END (0).
+                foldhash::fast::FixedState::with_seed(0x6b69_6e64)
+                    .hash_one((r.server.info.agent.as_bytes(), r.path.as_bytes()))
+                    | 1
+            },
             dedup_key,
             request_id: r.request_id.clone(),
             trace_id: r.trace_id,
@@ -1665,7 +1675,7 @@ fn id_tier(parent: &Call, child: &Call) -> u8 {
 
 /// What kind of call this is, for the call-sequence model: its server agent and path.
 fn call_kind(c: &Call) -> u64 {
-    hash_pair(c.server.info.agent.as_bytes(), c.path.as_bytes()) | 1
+    c.kind
 }
 
 fn same_opt<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
