@@ -15,7 +15,7 @@ use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
 use crate::infer::{ChildSlot, Decision, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
 use crate::names::AgentNamer;
-use crate::record::{HttpRecord, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
+use crate::record::{HttpRecord, NodeId, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
 use agentgraph_proto::{Event, FlowView};
 
 const MS: Nanos = 1_000_000;
@@ -187,7 +187,7 @@ fn place(p: &Peer) -> Option<Place> {
 #[derive(Clone, Debug, Default)]
 struct Observation {
     present: bool,
-    node: Option<Arc<str>>,
+    node: Option<NodeId>,
     start: Option<Nanos>,
     end: Option<Nanos>,
     /// Connection on which the request waits for its response.
@@ -245,15 +245,15 @@ struct Call {
 
 impl Call {
     /// The client's view of the interval (egress copy when present, the other copy filling gaps).
-    fn made_view(&self) -> (Option<&Arc<str>>, Option<Nanos>, Option<Nanos>) {
+    fn made_view(&self) -> (Option<NodeId>, Option<Nanos>, Option<Nanos>) {
         let (a, b) = if self.obs[0].present { (&self.obs[0], &self.obs[1]) } else { (&self.obs[1], &self.obs[0]) };
-        (a.node.as_ref(), a.start.or(b.start), a.end.or(b.end))
+        (a.node, a.start.or(b.start), a.end.or(b.end))
     }
 
     /// The server's view (ingress copy when present).
-    fn served_view(&self) -> (Option<&Arc<str>>, Option<Nanos>, Option<Nanos>) {
+    fn served_view(&self) -> (Option<NodeId>, Option<Nanos>, Option<Nanos>) {
         let o = if self.obs[1].present { &self.obs[1] } else { &self.obs[0] };
-        (o.node.as_ref(), o.start, o.end)
+        (o.node, o.start, o.end)
     }
 
     fn start(&self) -> Option<Nanos> {
@@ -647,7 +647,7 @@ impl Engine {
     fn conn_key(r: &HttpRecord) -> ConnKey {
         use std::hash::BuildHasher;
         ConnKey(foldhash::fast::FixedState::with_seed(0x636f_6e6e).hash_one((
-            r.node.as_bytes(),
+            r.node,
             r.direction,
             r.client.ip,
             r.client.port,
@@ -706,7 +706,7 @@ impl Engine {
             let call = self.calls.get_mut(&id).expect("twin exists");
             let o = &mut call.obs[slot];
             o.present = true;
-            o.node = Some(r.node.clone());
+            o.node = Some(r.node);
             o.start = Some(r.time);
             call.request_bytes = call.request_bytes.or(r.request_bytes);
             // Even when the other side already saw the response, this side's response is still
@@ -744,7 +744,7 @@ impl Engine {
             let call = self.calls.get_mut(&id).expect("twin exists");
             let o = &mut call.obs[slot];
             o.present = true;
-            o.node = Some(r.node.clone());
+            o.node = Some(r.node);
             o.end = Some(r.time);
             if r.latency_ns > 0 {
                 o.start = Some(r.time - r.latency_ns as Nanos);
@@ -848,7 +848,7 @@ impl Engine {
         }
         let o = &mut call.obs[slot];
         o.present = true;
-        o.node.get_or_insert_with(|| r.node.clone());
+        o.node.get_or_insert(r.node);
         o.end = Some(r.time);
         o.pending_on = None;
         if call.status.is_none() || slot == 0 {
@@ -877,7 +877,7 @@ impl Engine {
         let mut obs: [Observation; 2] = Default::default();
         obs[slot] = Observation {
             present: true,
-            node: Some(r.node.clone()),
+            node: Some(r.node),
             start: (!r.is_response).then_some(r.time),
             end: None,
             pending_on: None,
@@ -1795,7 +1795,7 @@ mod tests {
     fn request(time_ms: i64, client: Peer, server: Peer, request_id: &str, trace_id: Option<u128>) -> HttpRecord {
         HttpRecord {
             time: time_ms * MS,
-            node: Arc::from("node-1"),
+            node: NodeId::of(b"node-1"),
             direction: TrafficDirection::Egress,
             is_response: false,
             url_key: server.info.agent.len() as u64,

@@ -31,6 +31,18 @@ impl Default for NormalizeConfig {
     }
 }
 
+/// The node whose proxy recorded a flow: a 64-bit hash of its name. Nodes are only compared
+/// (which clock a time was read on) and keyed on, never printed, so the name is not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    pub fn of(name: &[u8]) -> NodeId {
+        use std::hash::BuildHasher;
+        NodeId(foldhash::fast::FixedState::with_seed(0x6e6f_6465).hash_one(name))
+    }
+}
+
 /// One side of an HTTP exchange as a record saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -44,7 +56,7 @@ pub struct Peer {
 #[derive(Clone, Debug)]
 pub struct HttpRecord {
     pub time: Nanos,
-    pub node: Arc<str>,
+    pub node: NodeId,
     pub direction: TrafficDirection,
     pub is_response: bool,
     pub client: Peer,
@@ -229,14 +241,15 @@ impl Normalizer {
 
         let method = self.namer.intern(&http.method.value());
         let path = self.namer.intern(path);
-        let node = self.namer.intern(&f.node_name.value());
+        let node_name = f.node_name.value();
+        let node = NodeId::of(node_name.as_bytes());
         let url_key = hash_pair(method.as_bytes(), url.as_bytes());
         // Orders records with equal times by their content, the same whether they came from a
         // JSON dump or from gRPC.
         let tiebreak = {
             use std::hash::BuildHasher;
             foldhash::fast::FixedState::with_seed(0x6167_656e_7467_7261).hash_one((
-                node.as_bytes(),
+                node_name.as_bytes(),
                 f.traffic_direction,
                 is_response,
                 client.ip,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use agentgraph_core::names::{EndpointInfo, NameSource};
-use agentgraph_core::record::{HttpRecord, Peer};
+use agentgraph_core::record::{HttpRecord, NodeId, Peer};
 use agentgraph_core::report::RequestJson;
 use agentgraph_core::{Engine, EngineConfig, NormalizeConfig, RequestGraph};
 use agentgraph_proto::TrafficDirection;
@@ -94,7 +94,7 @@ fn records(requests: &[(i64, RequestSpec)]) -> Vec<HttpRecord> {
             client.port = port;
             let base = HttpRecord {
                 time: c.start,
-                node: Arc::from("node-1"),
+                node: NodeId::of(b"node-1"),
                 direction: TrafficDirection::Egress,
                 is_response: false,
                 client,
