@@ -287,7 +287,9 @@ impl Normalizer {
 /// Byte scans rather than `str` patterns: it runs on every record.
 fn split_url(url: &str) -> (&str, &str) {
     let bytes = url.as_bytes();
-    let scheme_end = bytes.windows(3).position(|w| w == b"://");
+    // `://`, found by its colon (comparing three-byte windows calls memcmp for each).
+    let scheme_end =
+        (0..bytes.len().saturating_sub(2)).find(|&i| bytes[i] == b':' && bytes[i + 1] == b'/' && bytes[i + 2] == b'/');
     let (authority, path) = match scheme_end {
         Some(i) => {
             let rest = &url[i + 3..];
@@ -323,24 +325,32 @@ fn parse_ip(s: JStr<'_>) -> Option<IpAddr> {
 }
 
 /// `a.b.c.d` with each part 0 to 255 written without leading zeros; `None` for anything else.
+/// One pass over the bytes: it runs twice per record.
 fn dotted_quad(raw: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = raw.split(|&c| c == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut value: u16 = 0;
-        for &c in part {
-            if !c.is_ascii_digit() {
-                return None;
+    let (mut part, mut value, mut digits) = (0usize, 0u16, 0usize);
+    for &c in raw {
+        match c {
+            b'0'..=b'9' => {
+                // No leading zeros, at most three digits.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(c - b'0');
+                digits += 1;
             }
-            value = value * 10 + u16::from(c - b'0');
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = u8::try_from(value).ok()?;
+                (part, value, digits) = (part + 1, 0, 0);
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(value).ok()?;
     }
-    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+    if part != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// A W3C trace id: 32 hex digits (either case), not all zero, as a number.
@@ -445,6 +455,14 @@ mod tests {
             "[fd00::1]",
             "00.0.0.0",
             "0.0.0.00",
+            "1.2.3.",
+            "1.2.3.4.",
+            ".1.2.3",
+            "1.2.3.256",
+            "1.2.3.0",
+            "10.0.0.1000",
+            "0.0.0.0.0",
+            "1.2.3.4\n",
         ];
         for text in samples {
             assert_eq!(parse_ip(JStr::plain(text)), text.parse().ok(), "{text:?}");

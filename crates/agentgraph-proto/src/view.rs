@@ -44,7 +44,12 @@ impl<'a> JStr<'a> {
         if self.escaped {
             return Cow::Owned(unescape(self.raw));
         }
-        // Valid UTF-8 (nearly always) is borrowed after one fast check.
+        // Valid UTF-8 (nearly always) is borrowed after one fast check; for the short ASCII
+        // strings most values are, checking for ASCII costs a fraction of full validation.
+        if self.raw.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(self.raw) });
+        }
         match std::str::from_utf8(self.raw) {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(self.raw),
