@@ -661,6 +661,19 @@ impl<'a> Cursor<'a> {
     fn u64_value(&mut self, field: &'static str) -> Result<u64> {
         self.ws();
         let at = self.i;
+        // A plain number of up to 19 digits (nearly all of them: ports, ids, latencies) is read
+        // in the same pass that finds its end; anything else takes the general path below.
+        let b = self.b;
+        let mut i = at;
+        let mut v: u64 = 0;
+        while i < b.len() && i - at < 19 && b[i].is_ascii_digit() {
+            v = v * 10 + u64::from(b[i] - b'0');
+            i += 1;
+        }
+        if i > at && !b.get(i).is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')) {
+            self.i = i;
+            return Ok(v);
+        }
         let digits = match self.peek() {
             Some(b'"') => self.string()?.raw(),
             Some(b'0'..=b'9') => self.number_span(),
@@ -1033,6 +1046,30 @@ mod tests {
             kind(br#"{"flow":{"time":"2026-01-01T00:00:00Z","l4":{"TCP":{"source_port":"x"}}}}"#),
             DecodeErrorKind::WrongType("source_port")
         );
+    }
+
+    /// Unsigned integers as numbers or strings, up to `u64::MAX`; anything else is the wrong type.
+    #[test]
+    fn reads_unsigned_integers_exactly() {
+        let latency = |v: &str| {
+            let line = format!(r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","l7":{{"latency_ns":{v}}}}}}}"#);
+            match decode_line(line.as_bytes()) {
+                Ok(Event::Flow(f)) => Ok(f.l7.expect("l7").latency_ns),
+                Ok(_) => panic!("a flow"),
+                Err(e) => Err(e.kind),
+            }
+        };
+        assert_eq!(latency("0"), Ok(0));
+        assert_eq!(latency("1234567"), Ok(1_234_567));
+        assert_eq!(latency(" 42 "), Ok(42));
+        assert_eq!(latency("\"42\""), Ok(42));
+        assert_eq!(latency("9999999999999999999"), Ok(9_999_999_999_999_999_999));
+        assert_eq!(latency("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(latency("\"18446744073709551615\""), Ok(u64::MAX));
+        assert_eq!(latency("null"), Ok(0));
+        for bad in ["18446744073709551616", "1.5", "1e3", "2E3", "-1", "12-3", "1+2", "\"1.5\"", "\"\"", "true"] {
+            assert_eq!(latency(bad), Err(DecodeErrorKind::WrongType("latency_ns")), "{bad}");
+        }
     }
 
     /// The sixteen-byte scan, its hand-over to memchr and the end of the input, at every
