@@ -172,8 +172,10 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                 }
             }
             Format::Ndjson => {
-                serde_json::to_writer(&mut *out, &RequestJson::from(&g))?;
-                out.write_all(b"\n")?;
+                let mut line = Vec::with_capacity(4096);
+                RequestJson::from(&g).write_json(&mut line);
+                line.push(b'\n');
+                out.write_all(&line)?;
                 out.flush()?;
             }
             Format::Json => ordered.push(g),
@@ -187,7 +189,9 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                     out.write_all(b",")?;
                 }
                 first_request = false;
-                serde_json::to_writer(&mut *out, &RequestJson::from(&g))?;
+                let mut json = Vec::with_capacity(4096);
+                RequestJson::from(&g).write_json(&mut json);
+                out.write_all(&json)?;
             }
             Ok(())
         };

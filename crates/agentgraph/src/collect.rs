@@ -484,7 +484,8 @@ impl FileSink {
     }
 
     fn write(&mut self, graph: &RequestJson) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(graph).map_err(std::io::Error::other)?;
+        let mut line = Vec::with_capacity(4096);
+        graph.write_json(&mut line);
         line.push(b'\n');
         if self.path.is_some() && self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
             self.rotate()?;
