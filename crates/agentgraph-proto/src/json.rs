@@ -13,8 +13,8 @@ use memchr::memchr2;
 
 use crate::time::parse_rfc3339_nanos;
 use crate::view::{
-    EndpointView, Event, FlowType, FlowView, HeaderList, HttpView, JStr, L4Protocol, L7Type, L7View, StrList,
-    TrafficDirection, Verdict, WorkloadList,
+    EndpointView, Event, FlowType, FlowView, HeaderList, HttpView, JStr, L4Protocol, L7Type, L7View, ScannedHeaders,
+    StrList, TrafficDirection, Verdict, WorkloadList,
 };
 
 /// Why a line could not be decoded; `offset` is the byte position in the line.
@@ -110,18 +110,17 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
     cur.object(|cur, key| {
         match key {
             b"flow" => {
-                let mut inner = FlowView::default();
-                let mut has_time = false;
+                // Read in place (see `l7`).
+                let (inner, has_time) = wrapped_flow.insert((FlowView::default(), false));
                 cur.object(|cur, k| {
                     if k == b"time" {
                         inner.time_ns = cur.time_value("time")?;
-                        has_time = true;
+                        *has_time = true;
                         Ok(())
                     } else {
-                        flow_field(cur, k, &mut inner).map(|_| ())
+                        flow_field(cur, k, inner).map(|_| ())
                     }
                 })?;
-                wrapped_flow = Some((inner, has_time));
             }
             b"time" => wrapper_time = Some(cur.time_value("time")?),
             b"node_name" | b"nodeName" => wrapper_node = cur.string_value("node_name")?,
@@ -251,7 +250,8 @@ fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Res
         b"destination_names" | b"destinationNames" => {
             f.destination_names = StrList::Json(cur.raw_array("destination_names")?)
         }
-        b"l7" => f.l7 = Some(cur.l7()?),
+        // Read in place: the view is large, and each move of it is a copy.
+        b"l7" => cur.l7(f.l7.insert(L7View::default()))?,
         b"traffic_direction" | b"trafficDirection" => {
             f.traffic_direction = match cur.enum_value("traffic_direction")? {
                 EnumValue::Name(n) => TrafficDirection::from_name(n),
@@ -748,8 +748,7 @@ impl<'a> Cursor<'a> {
         Ok(e)
     }
 
-    fn l7(&mut self) -> Result<L7View<'a>> {
-        let mut l7 = L7View::default();
+    fn l7(&mut self, l7: &mut L7View<'a>) -> Result<()> {
         self.object(|cur, k| {
             match k {
                 b"type" => {
@@ -760,19 +759,18 @@ impl<'a> Cursor<'a> {
                 }
                 b"latency_ns" | b"latencyNs" => l7.latency_ns = cur.u64_value("latency_ns")?,
                 b"http" => {
-                    let mut h = HttpView::default();
+                    let h = l7.http.insert(HttpView::default());
                     cur.object(|cur, k| {
                         match k {
                             b"code" => h.code = cur.u32_value("http.code")?,
                             b"method" => h.method = cur.string_value("http.method")?,
                             b"url" => h.url = cur.string_value("http.url")?,
                             b"protocol" => h.protocol = cur.string_value("http.protocol")?,
-                            b"headers" => h.headers = HeaderList::Json(cur.raw_array("http.headers")?),
+                            b"headers" => h.headers = cur.headers()?,
                             _ => cur.skip_value()?,
                         }
                         Ok(())
                     })?;
-                    l7.http = Some(h);
                 }
                 b"dns" => {
                     cur.skip_value()?;
@@ -781,8 +779,7 @@ impl<'a> Cursor<'a> {
                 _ => cur.skip_value()?,
             }
             Ok(())
-        })?;
-        Ok(l7)
+        })
     }
 
     /// The string elements of the array this cursor holds; other elements are skipped and a
@@ -821,6 +818,44 @@ impl<'a> Cursor<'a> {
         let second = take(self, b",\"") && take(self, b) && take(self, b"\":") && self.peek() == Some(b'"');
         let second = if second { self.string().ok()? } else { return None };
         take(self, b"}").then_some((first, second))
+    }
+
+    /// The `headers` array. Its pairs are kept as found in the pass that checks it when every
+    /// element is the exact `{"key":"…","value":"…"}` Hubble prints and they fit; otherwise the
+    /// raw array is kept (and checked) as for any other array.
+    fn headers(&mut self) -> Result<HeaderList<'a>> {
+        self.ws();
+        let start = self.i;
+        if self.peek() == Some(b'[') {
+            if let Some(found) = self.scan_headers() {
+                return Ok(HeaderList::Scanned(found));
+            }
+            self.i = start;
+        }
+        Ok(HeaderList::Json(self.raw_array("http.headers")?))
+    }
+
+    fn scan_headers(&mut self) -> Option<ScannedHeaders<'a>> {
+        let mut found = ScannedHeaders::new(self.b);
+        self.i += 1;
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Some(found);
+        }
+        loop {
+            let (key, value) = self.exact_pair(b"key", b"value")?;
+            if !found.push(key, value) {
+                return None;
+            }
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(found);
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// For an array of objects, the pair of string members `a` and `b` of each element, decoded
@@ -1046,6 +1081,46 @@ mod tests {
             kind(br#"{"flow":{"time":"2026-01-01T00:00:00Z","l4":{"TCP":{"source_port":"x"}}}}"#),
             DecodeErrorKind::WrongType("source_port")
         );
+    }
+
+    /// Headers read as found by the decoder, or (more than fit, another shape) from the raw
+    /// array: the same pairs either way, escapes included; a malformed array is still an error.
+    #[test]
+    fn headers_are_the_same_however_they_are_kept() {
+        let line = |headers: &str| {
+            format!(
+                r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","l7":{{"http":{{"method":"GET","headers":{headers}}}}}}}}}"#
+            )
+        };
+        use crate::view::SCANNED_HEADERS;
+        let read = |headers: &str| -> std::result::Result<(bool, Vec<(String, String)>), DecodeErrorKind> {
+            let text = line(headers);
+            let Event::Flow(f) = decode_line(text.as_bytes()).map_err(|e| e.kind)? else { panic!("a flow") };
+            let list = f.l7.and_then(|l| l.http).map(|h| h.headers).unwrap_or_default();
+            let pairs = list.iter().map(|(k, v)| (k.value().into_owned(), v.value().into_owned())).collect();
+            Ok((matches!(list, HeaderList::Scanned(_)), pairs))
+        };
+        let pair = |i: usize| format!(r#"{{"key":"K{i}\u0041","value":"v\"{i}"}}"#);
+        let expected = |n: usize| (0..n).map(|i| (format!("K{i}A"), format!("v\"{i}"))).collect::<Vec<_>>();
+        for n in [0, 1, SCANNED_HEADERS, SCANNED_HEADERS + 1, 30] {
+            let array = format!("[{}]", (0..n).map(pair).collect::<Vec<_>>().join(","));
+            assert_eq!(read(&array), Ok((n <= SCANNED_HEADERS, expected(n))), "{n} headers");
+        }
+        // Other shapes are read from the raw array, with the same result.
+        for array in [
+            r#"[ {"key":"K0A","value":"v\"0"} ]"#,
+            r#"[{"value":"v\"0","key":"K0A"}]"#,
+            r#"[{"key":"K0A","value":"v\"0","extra":1}]"#,
+            r#"[{"key" : "K0A","value":"v\"0"}]"#,
+        ] {
+            assert_eq!(read(array), Ok((false, expected(1))), "{array}");
+        }
+        assert_eq!(read("null"), Ok((false, vec![])));
+        for bad in
+            [r#"[{"key":"a","value":"b"}"#, r#"[{"key":"a","value":"b"},]x"#, r#"{"key":"a"}"#, r#"[{"key":"a}]"#]
+        {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     /// Unsigned integers as numbers or strings, up to `u64::MAX`; anything else is the wrong type.

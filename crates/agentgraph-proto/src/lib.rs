@@ -39,6 +39,6 @@ pub mod peer {
 
 pub use json::{DecodeError, DecodeErrorKind, decode_line};
 pub use view::{
-    EndpointView, Event, FlowType, FlowView, HeaderList, HttpView, JStr, L4Protocol, L7Type, L7View, StrList,
-    TrafficDirection, Verdict, WorkloadList,
+    EndpointView, Event, FlowType, FlowView, HeaderList, HttpView, JStr, L4Protocol, L7Type, L7View, SCANNED_HEADERS,
+    ScannedHeaders, StrList, TrafficDirection, Verdict, WorkloadList,
 };

@@ -108,24 +108,84 @@ impl<'a> WorkloadList<'a> {
 }
 
 /// The `headers` of an HTTP record.
+// The found pairs are kept inline: boxing them would allocate for every record, and the view
+// must stay `Copy`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, Default)]
 pub enum HeaderList<'a> {
     #[default]
     Empty,
+    /// The raw JSON array, decoded on iteration.
     Json(&'a [u8]),
+    /// Found by the decoder in the pass that checked the array (the usual case).
+    Scanned(ScannedHeaders<'a>),
     Proto(&'a [flow::HttpHeader]),
+}
+
+/// Most headers a record's decoder keeps as found; a record with more keeps its raw array.
+pub const SCANNED_HEADERS: usize = 12;
+
+/// Header pairs as the decoder found them: positions in the line, so the view stays small and
+/// cheap to copy, and the headers are scanned once, not again by every reader.
+#[derive(Clone, Copy, Debug)]
+pub struct ScannedHeaders<'a> {
+    line: &'a [u8],
+    spans: [HeaderSpan; SCANNED_HEADERS],
+    len: u8,
+}
+
+/// Where one header's key and value lie in the line, and whether each holds escapes.
+#[derive(Clone, Copy, Debug, Default)]
+struct HeaderSpan {
+    key: (u32, u16),
+    value: (u32, u16),
+    key_escaped: bool,
+    value_escaped: bool,
+}
+
+impl<'a> ScannedHeaders<'a> {
+    pub(crate) fn new(line: &'a [u8]) -> Self {
+        ScannedHeaders { line, spans: [HeaderSpan::default(); SCANNED_HEADERS], len: 0 }
+    }
+
+    /// Adds a pair whose strings lie in the line; false when full (or a string too long for the
+    /// positions kept).
+    pub(crate) fn push(&mut self, key: JStr<'a>, value: JStr<'a>) -> bool {
+        let at = |s: &[u8]| -> Option<(u32, u16)> {
+            let start = (s.as_ptr() as usize).checked_sub(self.line.as_ptr() as usize)?;
+            Some((u32::try_from(start).ok()?, u16::try_from(s.len()).ok()?))
+        };
+        let (Some(k), Some(v)) = (at(key.raw()), at(value.raw())) else { return false };
+        let Some(span) = self.spans.get_mut(usize::from(self.len)) else { return false };
+        *span = HeaderSpan { key: k, value: v, key_escaped: key.is_escaped(), value_escaped: value.is_escaped() };
+        self.len += 1;
+        true
+    }
+
+    fn pairs(self) -> impl Iterator<Item = (JStr<'a>, JStr<'a>)> {
+        let line = self.line;
+        let text =
+            move |(start, len): (u32, u16), escaped| JStr::json(&line[start as usize..][..usize::from(len)], escaped);
+        (0..usize::from(self.len)).map(move |i| {
+            let span = self.spans[i];
+            (text(span.key, span.key_escaped), text(span.value, span.value_escaped))
+        })
+    }
 }
 
 impl<'a> HeaderList<'a> {
     /// `(key, value)` pairs in the order recorded.
     pub fn iter(&self) -> impl Iterator<Item = (JStr<'a>, JStr<'a>)> + 'a {
-        let (json, proto): (Option<&'a [u8]>, &'a [flow::HttpHeader]) = match *self {
-            HeaderList::Empty => (None, &[]),
-            HeaderList::Json(raw) => (Some(raw), &[]),
-            HeaderList::Proto(items) => (None, items),
+        let (json, scanned, proto): (Option<&'a [u8]>, Option<ScannedHeaders<'a>>, &'a [flow::HttpHeader]) = match *self
+        {
+            HeaderList::Empty => (None, None, &[]),
+            HeaderList::Json(raw) => (Some(raw), None, &[]),
+            HeaderList::Scanned(found) => (None, Some(found), &[]),
+            HeaderList::Proto(items) => (None, None, items),
         };
         json.into_iter()
             .flat_map(|raw| Cursor::new(raw).array_pairs(b"key", b"value"))
+            .chain(scanned.into_iter().flat_map(ScannedHeaders::pairs))
             .chain(proto.iter().map(|h| (JStr::plain(&h.key), JStr::plain(&h.value))))
     }
 }
