@@ -730,6 +730,10 @@ impl<'a> Cursor<'a> {
     fn endpoint(&mut self) -> Result<EndpointView<'a>> {
         self.ws();
         let start = self.i;
+        if let Some(e) = self.exact_endpoint() {
+            return Ok(e);
+        }
+        self.i = start;
         let mut e = EndpointView::default();
         self.object(|cur, k| {
             match k {
@@ -746,6 +750,59 @@ impl<'a> Cursor<'a> {
         })?;
         e.raw = &self.b[start..self.i];
         Ok(e)
+    }
+
+    /// An endpoint exactly as Hubble prints it (compact, its members in the protobuf's order, any
+    /// of them left out), read without the general object walk; every value goes through the
+    /// same readers. Anything else, an error included, leaves it to the general walk (the caller
+    /// rewinds), which reads it or reports the error as before.
+    fn exact_endpoint(&mut self) -> Option<EndpointView<'a>> {
+        const MEMBERS: [&[u8]; 7] = [
+            b"\"ID\":",
+            b"\"identity\":",
+            b"\"cluster_name\":",
+            b"\"namespace\":",
+            b"\"labels\":",
+            b"\"pod_name\":",
+            b"\"workloads\":",
+        ];
+        let start = self.i;
+        if self.peek() != Some(b'{') {
+            return None;
+        }
+        self.i += 1;
+        let mut e = EndpointView::default();
+        let mut first = true;
+        for (n, member) in MEMBERS.iter().enumerate() {
+            let before = self.i;
+            if !first {
+                if self.peek() != Some(b',') {
+                    break;
+                }
+                self.i += 1;
+            }
+            if !self.b[self.i..].starts_with(member) {
+                self.i = before;
+                continue;
+            }
+            self.i += member.len();
+            match n {
+                0 => e.id = self.u32_value("ID").ok()?,
+                1 => e.identity = self.u32_value("identity").ok()?,
+                2 => e.cluster_name = self.string_value("cluster_name").ok()?,
+                3 => e.namespace = self.string_value("namespace").ok()?,
+                4 => e.labels = StrList::Json(self.raw_array("labels").ok()?),
+                5 => e.pod_name = self.string_value("pod_name").ok()?,
+                _ => e.workloads = WorkloadList::Json(self.raw_array("workloads").ok()?),
+            }
+            first = false;
+        }
+        if self.peek() != Some(b'}') {
+            return None;
+        }
+        self.i += 1;
+        e.raw = &self.b[start..self.i];
+        Some(e)
     }
 
     fn l7(&mut self, l7: &mut L7View<'a>) -> Result<()> {
@@ -1121,6 +1178,51 @@ mod tests {
         {
             assert!(read(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Endpoints as Hubble prints them (read by the fast path) and in any other form (read by
+    /// the general walk) give the same fields, and the same errors.
+    #[test]
+    fn endpoints_read_the_same_in_every_form() {
+        let fields = |endpoint: &str| -> std::result::Result<String, DecodeErrorKind> {
+            let line = format!(r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","source":{endpoint}}}}}"#);
+            let Event::Flow(f) = decode_line(line.as_bytes()).map_err(|e| e.kind)? else { panic!("a flow") };
+            let e = f.source;
+            let labels: Vec<_> = e.labels.iter().map(|l| l.value().into_owned()).collect();
+            let workloads: Vec<_> = e.workloads.iter().map(|(n, k)| format!("{}/{}", n.value(), k.value())).collect();
+            Ok(format!(
+                "{} {} {} {} {} {labels:?} {workloads:?}",
+                e.id,
+                e.identity,
+                e.cluster_name.value(),
+                e.namespace.value(),
+                e.pod_name.value()
+            ))
+        };
+        let hubble = r#"{"ID":2070,"identity":31809,"cluster_name":"default","namespace":"agents","labels":["k8s:app=a","k8s:x=\u0079"],"pod_name":"a-1","workloads":[{"name":"a","kind":"Deployment"}]}"#;
+        let expected = fields(hubble);
+        assert_eq!(
+            expected,
+            Ok(r#"2070 31809 default agents a-1 ["k8s:app=a", "k8s:x=y"] ["a/Deployment"]"#.to_string())
+        );
+        for other in [
+            r#"{ "ID":2070,"identity":31809,"cluster_name":"default","namespace":"agents","labels":["k8s:app=a","k8s:x=\u0079"],"pod_name":"a-1","workloads":[{"name":"a","kind":"Deployment"}]}"#,
+            r#"{"identity":31809,"ID":2070,"cluster_name":"default","namespace":"agents","labels":["k8s:app=a","k8s:x=\u0079"],"pod_name":"a-1","workloads":[{"name":"a","kind":"Deployment"}]}"#,
+            r#"{"ID":"2070","identity":31809,"clusterName":"default","namespace":"agents","labels":["k8s:app=a","k8s:x=\u0079"],"podName":"a-1","workloads":[{"name":"a","kind":"Deployment"}],"extra":[1,{"a":2}]}"#,
+        ] {
+            assert_eq!(fields(other), expected, "{other}");
+        }
+        // Members left out, in order, stay in the fast path's form.
+        assert_eq!(
+            fields(r#"{"identity":2,"namespace":"ns","labels":["reserved:world"]}"#),
+            Ok(r#"0 2  ns  ["reserved:world"] []"#.to_string())
+        );
+        assert_eq!(fields("{}"), Ok("0 0    [] []".to_string()));
+        assert_eq!(fields("null"), Ok("0 0    [] []".to_string()));
+        assert_eq!(fields(r#"{"ID":"x"}"#), Err(DecodeErrorKind::WrongType("ID")));
+        assert_eq!(fields(r#"{"ID":1,"namespace":7}"#), Err(DecodeErrorKind::WrongType("namespace")));
+        assert_eq!(fields(r#"{"ID":1,"labels":"a"}"#), Err(DecodeErrorKind::WrongType("labels")));
+        assert_eq!(fields(r#"{"ID":1,}"#), Err(DecodeErrorKind::Syntax));
     }
 
     /// Unsigned integers as numbers or strings, up to `u64::MAX`; anything else is the wrong type.
