@@ -209,8 +209,8 @@ struct Call {
     method: Arc<str>,
     path: Arc<str>,
     url_key: u64,
-    /// Its kind for the timing statistics: a hash of server agent and path, computed once (the
-    /// inference asks for it many times per call).
+    /// What kind of call this is, for the timing statistics and the call-sequence model: a hash
+    /// of its server agent and path, computed once (the inference asks for it many times).
     kind: u64,
     /// Key of `Engine::twins` this call is listed under (its exchange and missing side).
     dedup_key: u64,
@@ -1304,7 +1304,7 @@ impl Engine {
             let (_, s, e) = call.made_view();
             let start = s.unwrap_or(0);
             let end = if call.unanswered { start } else { e.unwrap_or(start) };
-            let kind = call_kind(call);
+            let kind = call.kind;
             if decide && let Some(group) = self.groups.get_mut(&g) {
                 group.awaiting = group.awaiting.saturating_sub(1);
             }
@@ -1340,14 +1340,14 @@ impl Engine {
                     .filter_map(|k| {
                         let (_, s, e) = k.made_view();
                         let s = s?;
-                        Some(Span { start: s, end: e.unwrap_or(s), kind: call_kind(k) })
+                        Some(Span { start: s, end: e.unwrap_or(s), kind: k.kind })
                     })
                     .collect();
                 let key = (pc.server.info.agent.clone(), pc.path.clone());
                 let timing = self.timing.get(&key).unwrap_or(&empty);
                 joint_parents.push(key);
                 ParentSlot {
-                    interval: Span { start, end, kind: call_kind(pc) },
+                    interval: Span { start, end, kind: pc.kind },
                     fixed,
                     timing,
                     fallback: &self.global_timing,
@@ -1512,7 +1512,7 @@ impl Engine {
                 match (ks, ke) {
                     (Some(ks), Some(ke)) if (self.config.learn_from_inferred || !kc.inferred) && !kc.unanswered => {
                         certain &= !kc.decided_jointly;
-                        kids.push(Span { start: ks, end: ke, kind: call_kind(kc) })
+                        kids.push(Span { start: ks, end: ke, kind: kc.kind })
                     }
                     _ => complete = false,
                 }
@@ -1525,7 +1525,7 @@ impl Engine {
                 // Bounded: relearn from current traffic.
                 self.timing.clear();
             }
-            let parent = Span { start: s, end: e, kind: call_kind(c) };
+            let parent = Span { start: s, end: e, kind: c.kind };
             self.timing.entry((c.server.info.agent.clone(), c.path.clone())).or_default().learn(parent, &kids, certain);
             if !kids.is_empty() {
                 self.global_timing.learn(parent, &kids, certain);
@@ -1671,11 +1671,6 @@ fn id_tier(parent: &Call, child: &Call) -> u8 {
     } else {
         0
     }
-}
-
-/// What kind of call this is, for the call-sequence model: its server agent and path.
-fn call_kind(c: &Call) -> u64 {
-    c.kind
 }
 
 fn same_opt<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {

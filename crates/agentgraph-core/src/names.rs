@@ -108,7 +108,7 @@ impl AgentNamer {
         info.agent.clone()
     }
 
-    /// Interns a short string (method, node, path) in the namer's bounded cache.
+    /// Interns a short string (method, path) in the namer's bounded cache.
     pub fn intern(&mut self, s: &str) -> Arc<str> {
         self.strings.get(s)
     }
