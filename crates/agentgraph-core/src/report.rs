@@ -194,10 +194,7 @@ impl CallJson {
         out.extend_from_slice(b"{\"id\":");
         json_call_ref(out, self.id);
         out.extend_from_slice(b",\"parent\":");
-        match self.parent {
-            Some(p) => json_call_ref(out, p),
-            None => out.extend_from_slice(b"null"),
-        }
+        json_opt(out, self.parent, json_call_ref);
         out.extend_from_slice(b",\"client\":");
         json_str(out, &self.client);
         out.extend_from_slice(b",\"server\":");
@@ -207,18 +204,15 @@ impl CallJson {
         out.extend_from_slice(b",\"path\":");
         json_str(out, &self.path);
         out.extend_from_slice(b",\"status\":");
-        json_opt_uint(out, self.status.map(u64::from));
+        json_opt(out, self.status.map(u64::from), json_uint);
         out.extend_from_slice(b",\"start\":");
         json_time(out, self.start);
         out.extend_from_slice(b",\"duration_ms\":");
-        match self.duration_ms {
-            Some(d) => json_f64(out, d),
-            None => out.extend_from_slice(b"null"),
-        }
+        json_opt(out, self.duration_ms, json_f64);
         out.extend_from_slice(b",\"request_bytes\":");
-        json_opt_uint(out, self.request_bytes);
+        json_opt(out, self.request_bytes, json_uint);
         out.extend_from_slice(b",\"response_bytes\":");
-        json_opt_uint(out, self.response_bytes);
+        json_opt(out, self.response_bytes, json_uint);
         out.extend_from_slice(b",\"confidence\":");
         json_f64(out, self.confidence);
         out.push(b'}');
@@ -245,9 +239,10 @@ fn json_uint(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-fn json_opt_uint(out: &mut Vec<u8>, v: Option<u64>) {
+/// An optional value: written by `write`, or `null` when absent.
+fn json_opt<T>(out: &mut Vec<u8>, v: Option<T>, write: fn(&mut Vec<u8>, T)) {
     match v {
-        Some(v) => json_uint(out, v),
+        Some(v) => write(out, v),
         None => out.extend_from_slice(b"null"),
     }
 }
