@@ -102,6 +102,8 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
     let mut saw_flow_field = false;
     let mut wrapped_flow: Option<(FlowView<'_>, bool)> = None;
     let mut wrapper_time: Option<i64> = None;
+    // The flow's own timestamp as printed: the wrapper repeats it, and is then not parsed again.
+    let mut flow_time_raw: &[u8] = &[];
     let mut wrapper_node = JStr::default();
     let mut lost: Option<u64> = None;
     let mut node_status: Option<(JStr<'_>, JStr<'_>)> = None;
@@ -114,7 +116,9 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
                 let (inner, has_time) = wrapped_flow.insert((FlowView::default(), false));
                 cur.object(|cur, k| {
                     if k == b"time" {
+                        let at = cur.i;
                         inner.time_ns = cur.time_value("time")?;
+                        flow_time_raw = &cur.b[at..cur.i];
                         *has_time = true;
                         Ok(())
                     } else {
@@ -122,7 +126,20 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
                     }
                 })?;
             }
-            b"time" => wrapper_time = Some(cur.time_value("time")?),
+            b"time" => {
+                let at = cur.i;
+                let repeated = match &wrapped_flow {
+                    Some((inner, true)) if cur.b[at..].starts_with(flow_time_raw) => Some(inner.time_ns),
+                    _ => None,
+                };
+                wrapper_time = Some(match repeated {
+                    Some(t) => {
+                        cur.i += flow_time_raw.len();
+                        t
+                    }
+                    None => cur.time_value("time")?,
+                });
+            }
             b"node_name" | b"nodeName" => wrapper_node = cur.string_value("node_name")?,
             b"lost_events" | b"lostEvents" => {
                 let mut n = 0;
@@ -1138,6 +1155,27 @@ mod tests {
             kind(br#"{"flow":{"time":"2026-01-01T00:00:00Z","l4":{"TCP":{"source_port":"x"}}}}"#),
             DecodeErrorKind::WrongType("source_port")
         );
+    }
+
+    /// The wrapper's `time` repeats the flow's and is then not parsed again; the flow's own time
+    /// wins when they differ, and a malformed wrapper time is an error either way.
+    #[test]
+    fn reads_the_wrapper_time_only_when_it_differs() {
+        let line = |flow_time: &str, wrapper_time: &str| {
+            format!(r#"{{"flow":{{"time":{flow_time},"verdict":"FORWARDED"}},"node_name":"n","time":{wrapper_time}}}"#)
+        };
+        let time = |flow_time: &str, wrapper_time: &str| match decode_line(line(flow_time, wrapper_time).as_bytes()) {
+            Ok(Event::Flow(f)) => Ok(f.time_ns),
+            Ok(other) => panic!("a flow, not {other:?}"),
+            Err(e) => Err(e.kind),
+        };
+        let (t1, t2) = (r#""2026-01-01T00:00:00.000000001Z""#, r#""2026-01-01T00:00:00.000000002Z""#);
+        assert_eq!(time(t1, t1), Ok(1_767_225_600_000_000_001));
+        assert_eq!(time(t1, t2), Ok(1_767_225_600_000_000_001));
+        assert_eq!(time(t1, r#""2026-01-01T00:00:00.000000001Zx""#), Err(DecodeErrorKind::InvalidTime));
+        assert_eq!(time(t1, r#""2026-01-01T00:00:00.000000001"#), Err(DecodeErrorKind::Truncated));
+        assert_eq!(time(t1, "17"), Err(DecodeErrorKind::WrongType("time")));
+        assert_eq!(time(r#""later""#, t1), Err(DecodeErrorKind::InvalidTime));
     }
 
     /// Headers read as found by the decoder, or (more than fit, another shape) from the raw

@@ -4,6 +4,11 @@
 /// Parses an RFC 3339 timestamp (`Z` or a numeric offset, 0 to 9 fraction digits) into
 /// nanoseconds since the Unix epoch. Returns `None` for anything else.
 pub fn parse_rfc3339_nanos(s: &[u8]) -> Option<i64> {
+    parse_hubble_form(s).or_else(|| parse_any_form(s))
+}
+
+/// The general parser behind [`parse_rfc3339_nanos`].
+fn parse_any_form(s: &[u8]) -> Option<i64> {
     // Fixed prefix: YYYY-MM-DDTHH:MM:SS
     if s.len() < 20 {
         return None;
@@ -69,6 +74,61 @@ pub fn parse_rfc3339_nanos(s: &[u8]) -> Option<i64> {
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// The form Hubble prints (`2021-10-04T14:28:38.735173594Z`: UTC, nine fraction digits) read at
+/// fixed positions, the fraction eight digits at a time. Every line carries one or two
+/// timestamps, and the general parser's digit loops had cost about 500 instructions each.
+/// Anything else, an out-of-range field included, is left to the general parser (`None`).
+#[inline]
+fn parse_hubble_form(s: &[u8]) -> Option<i64> {
+    let s: &[u8; 30] = s.try_into().ok()?;
+    if s[4] != b'-' || s[7] != b'-' || s[10] != b'T' || s[13] != b':' || s[16] != b':' || s[19] != b'.' || s[29] != b'Z'
+    {
+        return None;
+    }
+    let mut not_digits = 0u8;
+    let mut digit = |i: usize| {
+        let d = s[i].wrapping_sub(b'0');
+        not_digits |= u8::from(d > 9);
+        i64::from(d)
+    };
+    let year = digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3);
+    let month = digit(5) * 10 + digit(6);
+    let day = digit(8) * 10 + digit(9);
+    let hour = digit(11) * 10 + digit(12);
+    let minute = digit(14) * 10 + digit(15);
+    let second = digit(17) * 10 + digit(18);
+    let last = digit(28);
+    let high = eight_digits(u64::from_le_bytes(s[20..28].try_into().expect("8 bytes")))?;
+    if not_digits != 0
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let nanos = i64::from(high) * 10 + last;
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// Eight ASCII digits, loaded little-endian (the first digit in the low byte), as a number;
+/// `None` if any byte is not a digit. The combining steps are the well-known SWAR reduction:
+/// pairs, then quads, then the whole.
+#[inline]
+fn eight_digits(v: u64) -> Option<u32> {
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // A digit byte is 0x30..=0x39: its high nibble is 3, and adding 6 keeps it 3.
+    if (v & HIGH_NIBBLES) | ((v.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = v - 0x3030_3030_3030_3030;
+    let pairs = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let quads = (pairs * 100 + (pairs >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some(((quads * 10_000 + (quads >> 32)) & 0xFFFF_FFFF) as u32)
 }
 
 /// Formats nanoseconds since the Unix epoch as RFC 3339 UTC with exactly nine fraction digits,
@@ -167,6 +227,69 @@ mod tests {
             b"2021-1a-04T14:28:38Z",
         ] {
             assert_eq!(parse_rfc3339_nanos(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn reads_hubble_form_as_the_general_parser_does() {
+        let samples = [0, 1, 999_999_999, 1_633_357_718_735_173_594, 951_782_400_000_000_000, i64::MAX];
+        for nanos in samples.into_iter().chain((0..5000).map(|k| k * 1_844_674_407_370_955)) {
+            let text = rfc3339_nanos_bytes(nanos);
+            assert_eq!(parse_hubble_form(&text), Some(nanos), "{}", String::from_utf8_lossy(&text));
+            assert_eq!(parse_any_form(&text), Some(nanos));
+        }
+        // Every position that must hold a digit, and every separator, spoiled in turn: the fast
+        // path declines, and the answer is the general parser's.
+        let good = *b"2024-02-29T23:59:60.123456789Z";
+        for at in 0..good.len() {
+            for bad in [b'/', b':', b'a', b'0' - 1, b'9' + 1, 0xC3, b' '] {
+                let mut text = good;
+                text[at] = bad;
+                if text == good {
+                    continue;
+                }
+                assert_eq!(parse_hubble_form(&text), None, "{}", String::from_utf8_lossy(&text));
+                assert_eq!(parse_rfc3339_nanos(&text), parse_any_form(&text));
+            }
+        }
+        // Out-of-range fields, and forms only the general parser reads.
+        for text in [
+            &b"2024-13-01T00:00:00.000000000Z"[..],
+            b"2024-00-01T00:00:00.000000000Z",
+            b"2024-01-32T00:00:00.000000000Z",
+            b"2024-01-01T24:00:00.000000000Z",
+            b"2024-01-01T00:60:00.000000000Z",
+            b"2024-01-01T00:00:61.000000000Z",
+            b"9999-12-31T23:59:59.999999999Z",
+            b"2024-01-01t00:00:00.000000000Z",
+            b"2024-01-01T00:00:00.000000000z",
+            b"2024-01-01T00:00:00.00000000Z",
+            b"2024-01-01T00:00:00.0000000000Z",
+        ] {
+            assert_eq!(parse_hubble_form(text), None, "{}", String::from_utf8_lossy(text));
+        }
+        assert_eq!(parse_rfc3339_nanos(b"2024-01-01t00:00:00.000000001z"), Some(1_704_067_200_000_000_001));
+        assert_eq!(parse_rfc3339_nanos(b"9999-12-31T23:59:59.999999999Z"), None);
+    }
+
+    #[test]
+    fn eight_digits_reads_every_digit_in_every_place() {
+        for place in 0..8 {
+            for d in 0..10u64 {
+                let mut text = *b"00000000";
+                text[place] = b'0' + d as u8;
+                let want = d * 10u64.pow(7 - place as u32);
+                assert_eq!(eight_digits(u64::from_le_bytes(text)), Some(want as u32));
+            }
+        }
+        assert_eq!(eight_digits(u64::from_le_bytes(*b"99999999")), Some(99_999_999));
+        assert_eq!(eight_digits(u64::from_le_bytes(*b"12345678")), Some(12_345_678));
+        for bad in [b'/', b':', b'?', 0x39 + 0x80, 0xFF, 0] {
+            for place in 0..8 {
+                let mut text = *b"12345678";
+                text[place] = bad;
+                assert_eq!(eight_digits(u64::from_le_bytes(text)), None);
+            }
         }
     }
 
