@@ -640,24 +640,35 @@ struct Step {
     before_same_parent: u32,
     child: u32,
     parent: u32,
+    /// What the parent's calls are after this step.
+    after: ParentCalls,
 }
 
 const NONE: u32 = u32::MAX;
 
-/// What a state knows per parent.
+/// What a parent's calls so far are, for scoring: everything a state knows of the parent
+/// follows from its last step (or, before any, from its certain calls), so a state keeps
+/// just that step per parent (its row), and this is kept once, in the step.
 #[derive(Clone, Copy, Debug)]
-struct ParentState {
+struct ParentCalls {
     /// The prefix score of its calls so far.
     prefix: f64,
     /// A hash of what its calls so far mean for the calls to come (`frontier`).
     frontier: u64,
     /// What its ending or waiting is scored from.
     tail: Tail,
-    /// The last step that gave it a child (`NONE`: none).
-    last: u32,
 }
 
-/// A partial assignment: its last step, its score, and its row of `ParentState`s.
+/// A parent's calls as of its last step `last` on some path (`NONE`: its certain calls only).
+fn calls_after<'s>(steps: &'s [Step], initial: &'s [ParentCalls], p: usize, last: u32) -> &'s ParentCalls {
+    match last {
+        NONE => &initial[p],
+        step => &steps[step as usize].after,
+    }
+}
+
+/// A partial assignment: its last step, its score, and its row: per parent, the last step
+/// that gave it a child (`NONE`: none).
 #[derive(Clone, Copy, Debug)]
 struct State {
     last: u32,
@@ -809,19 +820,21 @@ pub fn beam_assign(
         })
         .collect();
     let first_start = children.first().map_or(0, |c| c.start());
-    rows.extend((0..width).map(|p| ParentState {
-        prefix: models[p].prefix(parents[p].interval, &fixed[p]),
-        frontier: frontier(&fixed[p], first_start),
-        tail: Tail::of(&fixed[p]),
-        last: NONE,
-    }));
+    let initial: Vec<ParentCalls> = (0..width)
+        .map(|p| ParentCalls {
+            prefix: models[p].prefix(parents[p].interval, &fixed[p]),
+            frontier: frontier(&fixed[p], first_start),
+            tail: Tail::of(&fixed[p]),
+        })
+        .collect();
+    rows.resize(width, NONE);
     // Parents no child can be given are final from the start.
-    let settled = rows.iter().map(|r| r.prefix).sum::<f64>()
+    let settled = initial.iter().map(|r| r.prefix).sum::<f64>()
         + (0..width)
             .filter(|&p| last_use[p].is_none())
-            .map(|p| unsettled(&parents[p], models[p], rows[p].tail, None))
+            .map(|p| unsettled(&parents[p], models[p], initial[p].tail, None))
             .sum::<f64>();
-    let signature = rows.iter().enumerate().fold(0, |h, (p, r)| h ^ signature_part(p, r.frontier));
+    let signature = initial.iter().enumerate().fold(0, |h, (p, r)| h ^ signature_part(p, r.frontier));
     states.push(State { last: NONE, settled, rank: 0, signature, runner: NO_RUNNER });
     let mut waiting: Vec<f64> = vec![0.0; width];
     // A parent's waiting term at a child's start, and its row once given the child, depend
@@ -829,7 +842,7 @@ pub fn beam_assign(
     // computed once per child, not once per state. Entries are stamped with the child they
     // were computed for (by step; by parent for a parent given nothing yet).
     let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
-    let mut extended_without_steps: Vec<(u32, Extended)> = vec![(NONE, UNEXTENDED); width];
+    let mut extended_without_steps: Vec<(u32, ParentCalls)> = vec![(NONE, UNEXTENDED); width];
     // Candidate extensions are scored first and only the kept ones are materialized; the sort
     // moves one integer key per extension (`extension_key`), not what the row becomes.
     // Kept states by signature, to merge a state into a better one with the same future.
@@ -847,9 +860,10 @@ pub fn beam_assign(
             let row = &rows[si * width..(si + 1) * width];
             let mut base = s.settled;
             for &p in &in_play {
-                let cached = per_last_step(&mut waiting_by_step, &mut waiting_without_steps, p, row[p].last);
+                let cached = per_last_step(&mut waiting_by_step, &mut waiting_without_steps, p, row[p]);
                 if cached.0 != stamp {
-                    *cached = (stamp, unsettled(&parents[p], models[p], row[p].tail, Some(now)));
+                    let tail = calls_after(&steps, &initial, p, row[p]).tail;
+                    *cached = (stamp, unsettled(&parents[p], models[p], tail, Some(now)));
                 }
                 waiting[p] = cached.1;
                 base += waiting[p];
@@ -857,28 +871,29 @@ pub fn beam_assign(
             for (rank, &p) in child.candidates.iter().enumerate() {
                 // What the parent's row becomes depends only on its calls so far, which its last
                 // step names: computed once per child for all the states that share them.
-                let cached = per_last_step(&mut extended_by_step, &mut extended_without_steps, p, row[p].last);
+                let before = calls_after(&steps, &initial, p, row[p]);
+                let cached = per_last_step(&mut extended_by_step, &mut extended_without_steps, p, row[p]);
                 if cached.0 != stamp {
-                    let extended = if row[p].tail.last_start < now {
+                    let extended = if before.tail.last_start < now {
                         // The new calls come after all of the parent's: score just them.
-                        let mut tail = row[p].tail;
+                        let mut tail = before.tail;
                         let prefix = child
                             .calls
                             .iter()
-                            .fold(row[p].prefix, |s, c| s + tail.push(models[p], parents[p].interval, *c));
-                        (prefix, tail.frontier(), tail)
+                            .fold(before.prefix, |s, c| s + tail.push(models[p], parents[p].interval, *c));
+                        ParentCalls { prefix, frontier: tail.frontier(), tail }
                     } else {
                         // A certain call starts later: score the whole merged sequence.
-                        calls_of(&fixed[p], children, &steps, row[p].last, &child.calls, &mut scratch);
+                        calls_of(&fixed[p], children, &steps, row[p], &child.calls, &mut scratch);
                         let prefix = models[p].prefix(parents[p].interval, &scratch);
                         let upto = child.calls.last().map_or(now, |c| c.start);
-                        (prefix, frontier(&scratch, upto), Tail::of(&scratch))
+                        ParentCalls { prefix, frontier: frontier(&scratch, upto), tail: Tail::of(&scratch) }
                     };
                     *cached = (stamp, extended);
                 }
-                let new_prefix = cached.1.0;
+                let new_prefix = cached.1.prefix;
                 // The new call starts now: its parent is busy, not waiting.
-                let total = base - waiting[p] + (new_prefix - row[p].prefix);
+                let total = base - waiting[p] + (new_prefix - before.prefix);
                 extensions.push(extension_key(total, s.rank.saturating_add(rank as u32), si, p));
             }
         }
@@ -908,18 +923,16 @@ pub fn beam_assign(
             let old = &states[si];
             let old_row = &rows[si * width..(si + 1) * width];
             // Scored above for this child, for every state sharing the parent's last step.
-            let (new_prefix, new_frontier, new_tail) =
-                per_last_step(&mut extended_by_step, &mut extended_without_steps, p, old_row[p].last).1;
-            let mut signature =
-                old.signature ^ signature_part(p, old_row[p].frontier) ^ signature_part(p, new_frontier);
-            let mut settled = old.settled + (new_prefix - old_row[p].prefix);
+            let after = per_last_step(&mut extended_by_step, &mut extended_without_steps, p, old_row[p]).1;
+            let before = calls_after(&steps, &initial, p, old_row[p]);
+            let mut signature = old.signature ^ signature_part(p, before.frontier) ^ signature_part(p, after.frontier);
+            let mut settled = old.settled + (after.prefix - before.prefix);
             // Parents whose calls are final now are scored whole and shape nothing to come:
             // states that differ only in them have the same future, and only the better counts.
             for &f in &final_after[i] {
-                let (frontier, tail) =
-                    if f == p { (new_frontier, new_tail) } else { (old_row[f].frontier, old_row[f].tail) };
-                signature ^= signature_part(f, frontier);
-                settled += unsettled(&parents[f], models[f], tail, None);
+                let calls = if f == p { &after } else { calls_after(&steps, &initial, f, old_row[f]) };
+                signature ^= signature_part(f, calls.frontier);
+                settled += unsettled(&parents[f], models[f], calls.tail, None);
             }
             let mut runner = old.runner;
             let at = match kept.get(&signature) {
@@ -950,9 +963,10 @@ pub fn beam_assign(
             let step = steps.len() as u32;
             steps.push(Step {
                 before: old.last,
-                before_same_parent: old_row[p].last,
+                before_same_parent: old_row[p],
                 child: i as u32,
                 parent: p as u32,
+                after,
             });
             let state = State { last: step, settled, rank, signature, runner };
             if at == next_rows.len() {
@@ -963,7 +977,7 @@ pub fn beam_assign(
                 next_rows[at..at + width].copy_from_slice(old_row);
                 next_states[at / width] = state;
             }
-            next_rows[at + p] = ParentState { prefix: new_prefix, frontier: new_frontier, tail: new_tail, last: step };
+            next_rows[at + p] = step;
         }
         std::mem::swap(&mut states, &mut next_states);
         std::mem::swap(&mut rows, &mut next_rows);
@@ -1053,12 +1067,12 @@ fn extension_parts(key: ExtensionKey) -> (u32, usize, usize) {
 #[derive(Debug, Default)]
 pub struct SearchBuffers {
     steps: Vec<Step>,
-    rows: Vec<ParentState>,
-    next_rows: Vec<ParentState>,
+    rows: Vec<u32>,
+    next_rows: Vec<u32>,
     states: Vec<State>,
     next_states: Vec<State>,
     waiting_by_step: Vec<(u32, f64)>,
-    extended_by_step: Vec<(u32, Extended)>,
+    extended_by_step: Vec<(u32, ParentCalls)>,
     extensions: Vec<ExtensionKey>,
 }
 
@@ -1071,11 +1085,12 @@ fn per_last_step<'c, T>(by_step: &'c mut [T], without_steps: &'c mut [T], p: usi
     }
 }
 
-/// A parent's row after it is given a child: prefix score, frontier and tail.
-type Extended = (f64, u64, Tail);
-
-const UNEXTENDED: Extended =
-    (0.0, 0, Tail { last_start: 0, max_end: 0, last_kind: 0, run: 0, position: 0, has_calls: false });
+/// A placeholder for a cache entry not computed yet (its stamp says so).
+const UNEXTENDED: ParentCalls = ParentCalls {
+    prefix: 0.0,
+    frontier: 0,
+    tail: Tail { last_start: 0, max_end: 0, last_kind: 0, run: 0, position: 0, has_calls: false },
+};
 
 /// What [`polish`] gained, and per child the change in score of the best move or swap that
 /// gives it another parent (−∞ if none), once no move improves.
