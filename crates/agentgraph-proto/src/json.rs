@@ -281,6 +281,14 @@ fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Res
                 f.is_reply = Some(true);
             }
         }
+        b"node_labels" | b"nodeLabels" => {
+            // Every record carries its node's labels, and nothing reads them.
+            let at = cur.i;
+            if cur.exact_string_array().is_none() {
+                cur.i = at;
+                cur.skip_value()?;
+            }
+        }
         b"trace_context" | b"traceContext" => cur.object(|cur, k| match k {
             b"parent" => cur.object(|cur, k| match k {
                 b"trace_id" | b"traceId" => {
@@ -404,8 +412,18 @@ impl<'a> Cursor<'a> {
         self.b.get(self.i).copied()
     }
 
-    #[inline]
+    /// Skips whitespace. Hubble prints none, and this runs before every token: one compare
+    /// tells most tokens apart from whitespace (every JSON whitespace byte is at most `' '`,
+    /// and no token starts with such a byte); the loop runs only past that.
+    #[inline(always)]
     fn ws(&mut self) {
+        if self.b.get(self.i).is_some_and(|&c| c <= b' ') {
+            self.skip_whitespace();
+        }
+    }
+
+    #[inline(never)]
+    fn skip_whitespace(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
             if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
                 self.i += 1;
@@ -808,9 +826,9 @@ impl<'a> Cursor<'a> {
                 1 => e.identity = self.u32_value("identity").ok()?,
                 2 => e.cluster_name = self.string_value("cluster_name").ok()?,
                 3 => e.namespace = self.string_value("namespace").ok()?,
-                4 => e.labels = StrList::Json(self.raw_array("labels").ok()?),
+                4 => e.labels = StrList::Json(self.exact_string_array()?),
                 5 => e.pod_name = self.string_value("pod_name").ok()?,
-                _ => e.workloads = WorkloadList::Json(self.raw_array("workloads").ok()?),
+                _ => e.workloads = WorkloadList::Json(self.exact_workloads()?),
             }
             first = false;
         }
@@ -820,6 +838,44 @@ impl<'a> Cursor<'a> {
         self.i += 1;
         e.raw = &self.b[start..self.i];
         Some(e)
+    }
+
+    /// `["…","…"]` exactly as Hubble prints a list of strings (labels): its raw bytes, checked
+    /// string by string without the general skip's dispatch on every byte between them.
+    /// Anything else is `None`, for the caller's general walk to read or reject.
+    fn exact_string_array(&mut self) -> Option<&'a [u8]> {
+        self.exact_array(|cur| if cur.peek() == Some(b'"') { cur.string().ok().map(|_| ()) } else { None })
+    }
+
+    /// `[{"name":"…","kind":"…"}]` exactly as Hubble prints an endpoint's workloads: its raw
+    /// bytes, as [`Cursor::exact_string_array`] does for strings.
+    fn exact_workloads(&mut self) -> Option<&'a [u8]> {
+        self.exact_array(|cur| cur.exact_pair_at(b"name", b"kind").map(|_| ()))
+    }
+
+    /// A compact array whose every element `element` reads; its raw bytes.
+    #[inline]
+    fn exact_array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<&'a [u8]> {
+        let start = self.i;
+        if self.peek() != Some(b'[') {
+            return None;
+        }
+        self.i += 1;
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Some(&self.b[start..self.i]);
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i]);
+                }
+                _ => return None,
+            }
+        }
     }
 
     fn l7(&mut self, l7: &mut L7View<'a>) -> Result<()> {
@@ -1106,6 +1162,67 @@ mod tests {
         assert_eq!(f.node_name.value(), "kind-control-plane");
     }
 
+    /// The same line with whitespace wherever JSON allows it (spaces, tabs, carriage returns,
+    /// newlines) reads the same; a control byte where a token belongs is still a syntax error.
+    #[test]
+    fn reads_the_same_with_whitespace_between_tokens() {
+        let summary = |f: &FlowView<'_>| {
+            let l7 = f.l7.expect("l7");
+            let http = l7.http.expect("http");
+            let labels: Vec<_> = f.source.labels.iter().map(|l| l.value().into_owned()).collect();
+            let headers: Vec<_> =
+                http.headers.iter().map(|(k, v)| (k.value().into_owned(), v.value().into_owned())).collect();
+            format!(
+                "{} {:?} {:?} {} {} {} {} {:?} {} {} {} {:?} {:?} {}",
+                f.time_ns,
+                f.flow_type,
+                f.verdict,
+                f.source_port,
+                f.destination_port,
+                f.source.pod_name.value(),
+                f.destination.pod_name.value(),
+                labels,
+                http.method.value(),
+                http.url.value(),
+                f.ip_source.value(),
+                headers,
+                f.is_reply,
+                f.node_name.value()
+            )
+        };
+        let compact = summary(&flow(REQUEST));
+        let value: serde_json::Value = serde_json::from_str(REQUEST).expect("valid JSON");
+        let pretty = serde_json::to_string_pretty(&value).expect("prints");
+        assert_eq!(summary(&flow(&pretty)), compact);
+        // Every kind of whitespace before and after every token.
+        fn spaced(v: &serde_json::Value, out: &mut String) {
+            use serde_json::Value;
+            let (open, close, items): (&str, &str, Vec<(Option<&String>, &Value)>) = match v {
+                Value::Object(m) => ("{", "}", m.iter().map(|(k, v)| (Some(k), v)).collect()),
+                Value::Array(a) => ("[", "]", a.iter().map(|v| (None, v)).collect()),
+                other => return out.push_str(&other.to_string()),
+            };
+            out.push_str(open);
+            for (i, (key, value)) in items.into_iter().enumerate() {
+                out.push_str(if i == 0 { " \r\n\t" } else { " \t,\n " });
+                if let Some(k) = key {
+                    out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                    out.push_str("\t :\r\n ");
+                }
+                spaced(value, out);
+            }
+            out.push_str(" \n\t");
+            out.push_str(close);
+        }
+        let mut text = String::from(" \t\r\n");
+        spaced(&value, &mut text);
+        text.push_str("\r\n ");
+        assert_eq!(summary(&flow(&text)), compact);
+        let kind = |s: &str| decode_line(s.as_bytes()).unwrap_err().kind;
+        assert_eq!(kind(&REQUEST.replacen(":", ":\u{1}", 1)), DecodeErrorKind::Syntax);
+        assert_eq!(kind(&REQUEST.replacen(",", "\u{0}", 1)), DecodeErrorKind::Syntax);
+    }
+
     #[test]
     fn decodes_legacy_and_camel_case() {
         let legacy = r#"{"time":"2021-06-21T20:43:40.984355420Z","verdict":"FORWARDED","Type":"L7","nodeName":"n1","l7":{"type":"RESPONSE","latencyNs":"1500","http":{"code":200,"method":"GET","url":"http://x/y"}},"isReply":true,"traceContext":{"parent":{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}}}"#;
@@ -1261,6 +1378,53 @@ mod tests {
         assert_eq!(fields(r#"{"ID":1,"namespace":7}"#), Err(DecodeErrorKind::WrongType("namespace")));
         assert_eq!(fields(r#"{"ID":1,"labels":"a"}"#), Err(DecodeErrorKind::WrongType("labels")));
         assert_eq!(fields(r#"{"ID":1,}"#), Err(DecodeErrorKind::Syntax));
+        // Label and workload lists of every shape read (or fail) as the general walk reads them:
+        // a space after the opening brace sends an endpoint down that walk.
+        let labels_and_workloads = [
+            r#""labels":[],"workloads":[]"#,
+            r#""labels":null,"workloads":null"#,
+            r#""labels":["a"],"workloads":[{"name":"a","kind":"Job"},{"name":"b","kind":"CronJob"}]"#,
+            r#""labels":["a\"b","\u00e9"],"workloads":[{"name":"a\\b","kind":"Job"}]"#,
+            r#""labels":[ "a" ],"workloads":[ {"name":"a","kind":"Job"} ]"#,
+            r#""labels":["a",1,null,{"b":[2]}],"workloads":[{"kind":"Job","name":"a"}]"#,
+            r#""labels":["a"],"workloads":[{"name":"a","kind":"Job","extra":true},{"name":"b"}]"#,
+            r#""labels":["a",],"workloads":[]"#,
+            r#""labels":["a"],"workloads":[{"name":"a","kind":"Job"},]"#,
+            r#""labels":["a""b"],"workloads":[]"#,
+            r#""labels":["a"],"workloads":[{"name":"a""kind":"Job"}]"#,
+            r#""labels":["a"],"workloads":[{"name":"a","kind":7}]"#,
+            r#""labels":["a"],"workloads":{"name":"a"}"#,
+        ];
+        for members in labels_and_workloads {
+            let exact = fields(&format!("{{{members}}}"));
+            assert_eq!(exact, fields(&format!("{{ {members}}}")), "{members}");
+        }
+        assert_eq!(
+            fields(&format!("{{{}}}", labels_and_workloads[3])),
+            Ok(r#"0 0    ["a\"b", "é"] ["a\\b/Job"]"#.into())
+        );
+        // Skipped values are checked for structure only (balanced brackets, whole strings).
+        assert_eq!(fields(r#"{"labels":["a"},"workloads":[]}"#), Err(DecodeErrorKind::Syntax));
+        assert_eq!(fields(r#"{"labels":["a"],"workloads":[{"name":"a","kind":"Job"]}"#), Err(DecodeErrorKind::Syntax));
+    }
+
+    /// The node's labels, read by nobody, are still checked: a malformed list is an error.
+    #[test]
+    fn checks_node_labels_it_does_not_read() {
+        let read = |labels: &str| {
+            let line =
+                format!(r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","node_labels":{labels},"verdict":"DROPPED"}}}}"#);
+            decode_line(line.as_bytes())
+                .map(|e| matches!(e, Event::Flow(f) if f.verdict == Verdict::Dropped))
+                .map_err(|e| e.kind)
+        };
+        for good in [r#"[]"#, r#"["a=b","c=d"]"#, r#"[ "a=b" , "c\"d" ]"#, "null", r#"["a",{"b":1}]"#] {
+            assert_eq!(read(good), Ok(true), "{good}");
+        }
+        // Checked for structure, as every skipped value is: balanced brackets, whole strings.
+        for bad in [r#"["a""#, r#"["a}"#, r#"["a"}"#, r#"["a\"]"#, r#"[{"a":1]"#] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     /// Unsigned integers as numbers or strings, up to `u64::MAX`; anything else is the wrong type.
