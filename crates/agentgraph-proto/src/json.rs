@@ -792,45 +792,35 @@ impl<'a> Cursor<'a> {
     /// same readers. Anything else, an error included, leaves it to the general walk (the caller
     /// rewinds), which reads it or reports the error as before.
     fn exact_endpoint(&mut self) -> Option<EndpointView<'a>> {
-        const MEMBERS: [&[u8]; 7] = [
-            b"\"ID\":",
-            b"\"identity\":",
-            b"\"cluster_name\":",
-            b"\"namespace\":",
-            b"\"labels\":",
-            b"\"pod_name\":",
-            b"\"workloads\":",
-        ];
         let start = self.i;
         if self.peek() != Some(b'{') {
             return None;
         }
         self.i += 1;
         let mut e = EndpointView::default();
+        // Each member, when next (after a comma unless it is the first): its name is compared
+        // as a constant of known length, inline rather than by a call to `memcmp`.
         let mut first = true;
-        for (n, member) in MEMBERS.iter().enumerate() {
-            let before = self.i;
-            if !first {
-                if self.peek() != Some(b',') {
-                    break;
-                }
-                self.i += 1;
-            }
-            if !self.b[self.i..].starts_with(member) {
-                self.i = before;
-                continue;
-            }
-            self.i += member.len();
-            match n {
-                0 => e.id = self.u32_value("ID").ok()?,
-                1 => e.identity = self.u32_value("identity").ok()?,
-                2 => e.cluster_name = self.string_value("cluster_name").ok()?,
-                3 => e.namespace = self.string_value("namespace").ok()?,
-                4 => e.labels = StrList::Json(self.exact_string_array()?),
-                5 => e.pod_name = self.string_value("pod_name").ok()?,
-                _ => e.workloads = WorkloadList::Json(self.exact_workloads()?),
-            }
-            first = false;
+        if self.member(&mut first, b"\"ID\":") {
+            e.id = self.u32_value("ID").ok()?;
+        }
+        if self.member(&mut first, b"\"identity\":") {
+            e.identity = self.u32_value("identity").ok()?;
+        }
+        if self.member(&mut first, b"\"cluster_name\":") {
+            e.cluster_name = self.string_value("cluster_name").ok()?;
+        }
+        if self.member(&mut first, b"\"namespace\":") {
+            e.namespace = self.string_value("namespace").ok()?;
+        }
+        if self.member(&mut first, b"\"labels\":") {
+            e.labels = StrList::Json(self.exact_string_array()?);
+        }
+        if self.member(&mut first, b"\"pod_name\":") {
+            e.pod_name = self.string_value("pod_name").ok()?;
+        }
+        if self.member(&mut first, b"\"workloads\":") {
+            e.workloads = WorkloadList::Json(self.exact_workloads()?);
         }
         if self.peek() != Some(b'}') {
             return None;
@@ -838,6 +828,20 @@ impl<'a> Cursor<'a> {
         self.i += 1;
         e.raw = &self.b[start..self.i];
         Some(e)
+    }
+
+    /// Moves past `name` (`"key":`), and the comma before it unless it is the object's first
+    /// member, when they come next; otherwise stays put.
+    #[inline(always)]
+    fn member<const N: usize>(&mut self, first: &mut bool, name: &[u8; N]) -> bool {
+        let at = self.i + usize::from(!*first);
+        if (*first || self.peek() == Some(b',')) && self.b.get(at..at + N).is_some_and(|s| s == name) {
+            self.i = at + N;
+            *first = false;
+            true
+        } else {
+            false
+        }
     }
 
     /// `["…","…"]` exactly as Hubble prints a list of strings (labels): its raw bytes, checked
@@ -931,7 +935,7 @@ impl<'a> Cursor<'a> {
     /// order, nothing else): its two strings, read without the general object walk. Anything else
     /// leaves the cursor where it was, for that walk.
     #[inline]
-    fn exact_pair(&mut self, a: &[u8], b: &[u8]) -> Option<(JStr<'a>, JStr<'a>)> {
+    fn exact_pair<const A: usize, const B: usize>(&mut self, a: &[u8; A], b: &[u8; B]) -> Option<(JStr<'a>, JStr<'a>)> {
         let start = self.i;
         let pair = self.exact_pair_at(a, b);
         if pair.is_none() {
@@ -940,8 +944,14 @@ impl<'a> Cursor<'a> {
         pair
     }
 
+    /// The member names' lengths are constants (`A`, `B`), so their compares are inlined
+    /// rather than calls to `memcmp`: a record's dozen headers are read this way.
     #[inline]
-    fn exact_pair_at(&mut self, a: &[u8], b: &[u8]) -> Option<(JStr<'a>, JStr<'a>)> {
+    fn exact_pair_at<const A: usize, const B: usize>(
+        &mut self,
+        a: &[u8; A],
+        b: &[u8; B],
+    ) -> Option<(JStr<'a>, JStr<'a>)> {
         let take = |cur: &mut Self, word: &[u8]| cur.literal(word).is_ok();
         let first = take(self, b"{\"") && take(self, a) && take(self, b"\":") && self.peek() == Some(b'"');
         let first = if first { self.string().ok()? } else { return None };
@@ -990,21 +1000,25 @@ impl<'a> Cursor<'a> {
 
     /// For an array of objects, the pair of string members `a` and `b` of each element, decoded
     /// lazily (headers are read on every HTTP record, so this path does not allocate).
-    pub(crate) fn array_pairs(self, a: &'static [u8], b: &'static [u8]) -> PairIter<'a> {
+    pub(crate) fn array_pairs<const A: usize, const B: usize>(
+        self,
+        a: &'static [u8; A],
+        b: &'static [u8; B],
+    ) -> PairIter<'a, A, B> {
         PairIter { cur: self, a, b, started: false, done: false }
     }
 }
 
 /// Iterator behind [`Cursor::array_pairs`]; a malformed element ends the iteration.
-pub(crate) struct PairIter<'a> {
+pub(crate) struct PairIter<'a, const A: usize, const B: usize> {
     cur: Cursor<'a>,
-    a: &'static [u8],
-    b: &'static [u8],
+    a: &'static [u8; A],
+    b: &'static [u8; B],
     started: bool,
     done: bool,
 }
 
-impl<'a> Iterator for PairIter<'a> {
+impl<'a, const A: usize, const B: usize> Iterator for PairIter<'a, A, B> {
     type Item = (JStr<'a>, JStr<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
