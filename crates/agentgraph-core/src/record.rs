@@ -217,8 +217,9 @@ impl Normalizer {
         if f.flow_type != FlowType::L7 && f.flow_type != FlowType::Unknown {
             return Normalized::Ignored;
         }
-        let Some(l7) = f.l7 else { return Normalized::Ignored };
-        let Some(http) = l7.http else { return Normalized::Ignored };
+        // By reference: the views are large (the headers' positions are kept inline).
+        let Some(l7) = &f.l7 else { return Normalized::Ignored };
+        let Some(http) = &l7.http else { return Normalized::Ignored };
         let is_response = match (l7.kind, f.is_reply) {
             (L7Type::Response, _) => true,
             (L7Type::Request, _) => false,

@@ -1009,8 +1009,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Iterator behind [`Cursor::array_pairs`]; a malformed element ends the iteration.
-pub(crate) struct PairIter<'a, const A: usize, const B: usize> {
+/// The `(a, b)` string members of each object of a JSON array (headers, workloads); a
+/// malformed element ends the iteration.
+pub struct PairIter<'a, const A: usize, const B: usize> {
     cur: Cursor<'a>,
     a: &'static [u8; A],
     b: &'static [u8; B],

@@ -37,8 +37,8 @@ pub mod peer {
     tonic::include_proto!("peer");
 }
 
-pub use json::{DecodeError, DecodeErrorKind, decode_line};
+pub use json::{DecodeError, DecodeErrorKind, PairIter, decode_line};
 pub use view::{
-    EndpointView, Event, FlowType, FlowView, HeaderList, HttpView, JStr, L4Protocol, L7Type, L7View, SCANNED_HEADERS,
-    ScannedHeaders, StrList, TrafficDirection, Verdict, WorkloadList,
+    EndpointView, Event, FlowType, FlowView, HeaderList, HeaderPairs, HttpView, JStr, L4Protocol, L7Type, L7View,
+    SCANNED_HEADERS, ScannedHeaders, StrList, TrafficDirection, Verdict, WorkloadList,
 };

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::flow;
-use crate::json::{Cursor, unescape};
+use crate::json::{Cursor, PairIter, unescape};
 
 /// A string borrowed from its source. JSON strings keep their escapes until asked for the value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,31 +162,51 @@ impl<'a> ScannedHeaders<'a> {
         true
     }
 
-    fn pairs(self) -> impl Iterator<Item = (JStr<'a>, JStr<'a>)> {
+    /// Pair `i` (below `len`).
+    fn pair(&self, i: usize) -> (JStr<'a>, JStr<'a>) {
         let line = self.line;
-        let text =
-            move |(start, len): (u32, u16), escaped| JStr::json(&line[start as usize..][..usize::from(len)], escaped);
-        (0..usize::from(self.len)).map(move |i| {
-            let span = self.spans[i];
-            (text(span.key, span.key_escaped), text(span.value, span.value_escaped))
-        })
+        let text = |(start, len): (u32, u16), escaped| JStr::json(&line[start as usize..][..usize::from(len)], escaped);
+        let span = &self.spans[i];
+        (text(span.key, span.key_escaped), text(span.value, span.value_escaped))
     }
 }
 
 impl<'a> HeaderList<'a> {
     /// `(key, value)` pairs in the order recorded.
-    pub fn iter(&self) -> impl Iterator<Item = (JStr<'a>, JStr<'a>)> + 'a {
-        let (json, scanned, proto): (Option<&'a [u8]>, Option<ScannedHeaders<'a>>, &'a [flow::HttpHeader]) = match *self
-        {
-            HeaderList::Empty => (None, None, &[]),
-            HeaderList::Json(raw) => (Some(raw), None, &[]),
-            HeaderList::Scanned(found) => (None, Some(found), &[]),
-            HeaderList::Proto(items) => (None, None, items),
-        };
-        json.into_iter()
-            .flat_map(|raw| Cursor::new(raw).array_pairs(b"key", b"value"))
-            .chain(scanned.into_iter().flat_map(ScannedHeaders::pairs))
-            .chain(proto.iter().map(|h| (JStr::plain(&h.key), JStr::plain(&h.value))))
+    pub fn iter(&self) -> HeaderPairs<'_, 'a> {
+        match self {
+            HeaderList::Empty => HeaderPairs::Proto([].iter()),
+            HeaderList::Json(raw) => HeaderPairs::Json(Cursor::new(raw).array_pairs(b"key", b"value")),
+            HeaderList::Scanned(found) => HeaderPairs::Scanned { found, next: 0 },
+            HeaderList::Proto(items) => HeaderPairs::Proto(items.iter()),
+        }
+    }
+}
+
+/// Iterator behind [`HeaderList::iter`]: one step per pair whichever way the list is kept
+/// (normalization reads every record's headers, and a chain of adapters over the three forms
+/// had cost more than the reading itself).
+pub enum HeaderPairs<'s, 'a> {
+    Json(PairIter<'a, 3, 5>),
+    Scanned { found: &'s ScannedHeaders<'a>, next: usize },
+    Proto(std::slice::Iter<'a, flow::HttpHeader>),
+}
+
+impl<'a> Iterator for HeaderPairs<'_, 'a> {
+    type Item = (JStr<'a>, JStr<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            HeaderPairs::Json(pairs) => pairs.next(),
+            HeaderPairs::Scanned { found, next } => {
+                let i = *next;
+                (i < usize::from(found.len)).then(|| {
+                    *next += 1;
+                    found.pair(i)
+                })
+            }
+            HeaderPairs::Proto(items) => items.next().map(|h| (JStr::plain(&h.key), JStr::plain(&h.value))),
+        }
     }
 }
 
@@ -485,5 +505,33 @@ impl<'a> FlowView<'a> {
                 .map(|p| JStr::plain(&p.trace_id))
                 .unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every form of a header list gives its pairs in order, and an empty list none.
+    #[test]
+    fn header_pairs_in_every_form() {
+        let pairs = |list: &HeaderList<'_>| -> Vec<(String, String)> {
+            list.iter().map(|(k, v)| (k.value().into_owned(), v.value().into_owned())).collect()
+        };
+        let expected = vec![("A".to_string(), "1".to_string()), ("b".to_string(), "\"2\"".to_string())];
+        let proto = [
+            flow::HttpHeader { key: "A".into(), value: "1".into() },
+            flow::HttpHeader { key: "b".into(), value: "\"2\"".into() },
+        ];
+        assert_eq!(pairs(&HeaderList::Proto(&proto)), expected);
+        let raw = br#"[{"key":"A","value":"1"},{"value":"\"2\"","key":"b"}]"#;
+        assert_eq!(pairs(&HeaderList::Json(raw)), expected);
+        let line = br#"A 1 b \"2\""#;
+        let mut found = ScannedHeaders::new(line);
+        assert!(found.push(JStr::json(&line[0..1], false), JStr::json(&line[2..3], false)));
+        assert!(found.push(JStr::json(&line[4..5], false), JStr::json(&line[6..11], true)));
+        assert_eq!(pairs(&HeaderList::Scanned(found)), expected);
+        assert_eq!(pairs(&HeaderList::Empty), vec![]);
+        assert_eq!(pairs(&HeaderList::Proto(&[])), vec![]);
     }
 }
