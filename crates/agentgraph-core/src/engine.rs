@@ -1093,14 +1093,6 @@ impl Engine {
             list.prune(|c| calls.get(c).is_some_and(|c| c.closed_at.is_none_or(|t| t >= horizon)));
         }
         let call = &self.calls[&id];
-        // A call carrying a trace or request id almost always has its parent among the calls of
-        // its own request served by its pod: look there first, and scan everything the pod
-        // serves only when that finds nothing (candidates sharing an id outrank all others).
-        let sharing_an_id: Vec<CallId> = if call.unanswered {
-            Vec::new()
-        } else {
-            self.own_request_calls_at(call, &client_place).map(Iterator::collect).unwrap_or_default()
-        };
         let inbound: &[CallId] = if call.unanswered {
             &call.in_flight_at_start
         } else {
@@ -1142,24 +1134,31 @@ impl Engine {
             }
             Some((id_tier(p, call), p_start, pid))
         };
-        let mut best: Vec<(u8, Nanos, CallId)> = sharing_an_id.iter().filter_map(|&pid| candidate(pid)).collect();
+        // A call carrying a trace or request id almost always has its parent among the calls of
+        // its own request served by its pod: look there first, and scan everything the pod
+        // serves only when that finds nothing (candidates sharing an id outrank all others).
+        // Runs for every call: one list, filtered and ordered in place.
+        let mut best: Vec<(u8, Nanos, CallId)> = match self.own_request_calls_at(call, &client_place) {
+            Some(own) if !call.unanswered => own.filter_map(candidate).collect(),
+            _ => Vec::new(),
+        };
         if !best.iter().any(|(tier, _, _)| *tier > 0) {
             // Nothing sharing an id among the own request's calls: search all the pod serves,
             // latest-started first; a pod with a pile of calls is searched only among its newest.
-            best = inbound.iter().rev().take(4 * MAX_CANDIDATES).filter_map(|&pid| candidate(pid)).collect();
+            best.clear();
+            best.extend(inbound.iter().rev().take(4 * MAX_CANDIDATES).filter_map(|&pid| candidate(pid)));
         }
-        let Some(&(top_tier, _, _)) = best.iter().max_by_key(|(t, s, pid)| (*t, *s, Reverse(*pid))) else { return };
-        let equals: Vec<&(u8, Nanos, CallId)> = best.iter().filter(|(t, _, _)| *t == top_tier).collect();
-        let mut ranked: Vec<(Nanos, CallId)> = equals.iter().map(|&&(_, start, pid)| (start, pid)).collect();
+        let Some(top_tier) = best.iter().map(|(tier, _, _)| *tier).max() else { return };
+        best.retain(|(tier, _, _)| *tier == top_tier);
         // The simple rule's preference first: latest-started.
-        ranked.sort_by_key(|&(start, pid)| (Reverse(start), pid));
-        if ranked.len() == 1 {
-            self.link(id, ranked[0].1, if top_tier > 0 { 1.0 } else { 0.9 });
+        best.sort_unstable_by_key(|&(_, start, pid)| (Reverse(start), pid));
+        if let [(_, _, only)] = best[..] {
+            self.link(id, only, if top_tier > 0 { 1.0 } else { 0.9 });
             return;
         }
         // Several equally good candidates: decide jointly with the pod's other ambiguous calls
         // once every candidate has completed.
-        let candidates: Vec<CallId> = ranked.into_iter().map(|(_, pid)| pid).collect();
+        let candidates: Vec<CallId> = best.into_iter().map(|(_, _, pid)| pid).collect();
         for c in &candidates {
             let g = self.calls[c].group;
             if let Some(group) = self.groups.get_mut(&g) {
