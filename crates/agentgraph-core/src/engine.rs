@@ -241,6 +241,11 @@ struct Call {
     /// Calls its client pod was serving when this call's request was seen: the parent
     /// candidates should this call never be answered.
     in_flight_at_start: Vec<CallId>,
+    /// Those calls' requests hold a claim for this call until it closes. Not when they are
+    /// calls of its own request (sharing its trace or request id): that request waits for this
+    /// call anyway, while it is open, and a claim on it would cost two lookups per call each
+    /// way for nothing.
+    claims_in_flight: bool,
     /// Calls linked to this one as their parent.
     children: Vec<CallId>,
     /// Equally good parent candidates awaiting a joint decision (best first by the simple rule).
@@ -730,12 +735,15 @@ impl Engine {
         }
         self.make_room();
         let id = self.new_call(&r, key, slot);
-        let in_flight = self.in_flight_at(id, r.time);
+        let (in_flight, own_request) = self.in_flight_at(id, r.time);
         // The calls in flight on the client's pod may be this call's parent: their request waits
         // until this call is decided, even if they answer first (a client that gave up).
-        self.claim(&in_flight, 1);
+        if !own_request {
+            self.claim(&in_flight, 1);
+        }
         let call = self.calls.get_mut(&id).expect("just made");
         call.in_flight_at_start = in_flight;
+        call.claims_in_flight = !own_request;
         call.obs[slot].pending_on = Some(conn);
         self.pending.entry(conn).or_default().push_back((id, slot));
         self.expiries.push((r.time + self.config.response_timeout, id));
@@ -920,6 +928,7 @@ impl Engine {
             parent: None,
             confidence: 1.0,
             in_flight_at_start: Vec::new(),
+            claims_in_flight: false,
             children: Vec::new(),
             pending: None,
             inferred: false,
@@ -1012,9 +1021,12 @@ impl Engine {
             g.open = g.open.saturating_sub(1);
             g.last_activity = g.last_activity.max(time);
         }
-        let in_flight = std::mem::take(&mut self.calls.get_mut(&id).expect("exists").in_flight_at_start);
-        self.claim(&in_flight, -1);
-        self.calls.get_mut(&id).expect("exists").in_flight_at_start = in_flight;
+        let call = self.calls.get_mut(&id).expect("exists");
+        if std::mem::take(&mut call.claims_in_flight) {
+            let in_flight = std::mem::take(&mut call.in_flight_at_start);
+            self.claim(&in_flight, -1);
+            self.calls.get_mut(&id).expect("exists").in_flight_at_start = in_flight;
+        }
         self.decide_parent(id);
         let call = &self.calls[&id];
         let group = call.group;
@@ -1045,10 +1057,10 @@ impl Engine {
 
     /// The calls call `id`'s client pod is serving at `time` (or finished within the clock
     /// tolerance): those sharing its trace or request id when there are any (one of them will
-    /// be its parent), else all of them, newest first.
-    fn in_flight_at(&self, id: CallId, time: Nanos) -> Vec<CallId> {
-        let Some(call) = self.calls.get(&id) else { return Vec::new() };
-        let Some(p) = place(&call.client) else { return Vec::new() };
+    /// be its parent), else all of them, newest first; and whether they are its own request's.
+    fn in_flight_at(&self, id: CallId, time: Nanos) -> (Vec<CallId>, bool) {
+        let Some(call) = self.calls.get(&id) else { return (Vec::new(), false) };
+        let Some(p) = place(&call.client) else { return (Vec::new(), false) };
         let horizon = time.saturating_sub(self.config.clock_skew);
         if let Some(own) = self.own_request_calls_at(call, &p) {
             let sharing: Vec<CallId> = own
@@ -1060,10 +1072,11 @@ impl Engine {
                 .take(IN_FLIGHT_KEPT)
                 .collect();
             if !sharing.is_empty() {
-                return sharing;
+                return (sharing, true);
             }
         }
-        self.inbound
+        let all = self
+            .inbound
             .get(&p)
             .map(|list| {
                 list.ids
@@ -1074,7 +1087,8 @@ impl Engine {
                     .take(IN_FLIGHT_KEPT)
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (all, false)
     }
 
     /// The parent of a call made by pod P is a call served by P that contains it. Candidates
