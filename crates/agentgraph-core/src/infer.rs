@@ -1063,9 +1063,10 @@ fn extension_parts(key: ExtensionKey) -> (u32, usize, usize) {
 /// The joint search's working memory, kept from one problem to the next: its largest buffers
 /// run to megabytes, and taking them fresh from the system for every problem (mapping,
 /// faulting and zeroing pages) cost a tenth of the search. Bounded by the largest problem's
-/// beam, which the beam's work bound caps: at most one step (72 bytes) per kept state per
-/// child, about 2^20 / candidates steps, so under 40 MB in the worst case (two candidates,
-/// 256 children) and a few megabytes in practice.
+/// beam, which the beam's work bound caps: at most one step per kept state per child, about
+/// 2^20 / candidates steps, each 72 bytes plus 80 in the per-step caches. That is about 80 MB
+/// in the worst case (two candidates, 256 children; it was about 50 MB when states kept whole
+/// rows), and a few megabytes in the runs measured.
 #[derive(Debug, Default)]
 pub struct SearchBuffers {
     steps: Vec<Step>,
