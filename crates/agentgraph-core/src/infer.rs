@@ -783,6 +783,7 @@ pub fn beam_assign(
         mut next_states,
         mut waiting_by_step,
         mut extended_by_step,
+        mut extended,
         mut extensions,
     } = std::mem::take(buffers);
     steps.clear();
@@ -790,6 +791,7 @@ pub fn beam_assign(
     states.clear();
     waiting_by_step.clear();
     extended_by_step.clear();
+    extended.clear();
     // Extension keys hold states and parents in 16 bits.
     let beam = beam.clamp(1, 1 << 16);
     let width = parents.len();
@@ -842,7 +844,9 @@ pub fn beam_assign(
     // computed once per child, not once per state. Entries are stamped with the child they
     // were computed for (by step; by parent for a parent given nothing yet).
     let mut waiting_without_steps: Vec<(u32, f64)> = vec![(NONE, 0.0); width];
-    let mut extended_without_steps: Vec<(u32, ParentCalls)> = vec![(NONE, UNEXTENDED); width];
+    // A parent's calls once given the child are kept in `extended` (this child's only), and the
+    // caches hold their index: a step's entry stays small, as there is one for every step.
+    let mut extended_without_steps: Vec<(u32, u32)> = vec![(NONE, 0); width];
     // Candidate extensions are scored first and only the kept ones are materialized; the sort
     // moves one integer key per extension (`extension_key`), not what the row becomes.
     // Kept states by signature, to merge a state into a better one with the same future.
@@ -855,7 +859,8 @@ pub fn beam_assign(
         extensions.clear();
         let stamp = i as u32;
         waiting_by_step.resize(steps.len(), (NONE, 0.0));
-        extended_by_step.resize(steps.len(), (NONE, UNEXTENDED));
+        extended_by_step.resize(steps.len(), (NONE, 0));
+        extended.clear();
         for (si, s) in states.iter().enumerate() {
             let row = &rows[si * width..(si + 1) * width];
             let mut base = s.settled;
@@ -874,7 +879,7 @@ pub fn beam_assign(
                 let before = calls_after(&steps, &initial, p, row[p]);
                 let cached = per_last_step(&mut extended_by_step, &mut extended_without_steps, p, row[p]);
                 if cached.0 != stamp {
-                    let extended = if before.tail.last_start < now {
+                    let calls = if before.tail.last_start < now {
                         // The new calls come after all of the parent's: score just them.
                         let mut tail = before.tail;
                         let prefix = child
@@ -889,9 +894,10 @@ pub fn beam_assign(
                         let upto = child.calls.last().map_or(now, |c| c.start);
                         ParentCalls { prefix, frontier: frontier(&scratch, upto), tail: Tail::of(&scratch) }
                     };
-                    *cached = (stamp, extended);
+                    extended.push(calls);
+                    *cached = (stamp, u32::try_from(extended.len() - 1).expect("fewer than 2^32 extensions"));
                 }
-                let new_prefix = cached.1.prefix;
+                let new_prefix = extended[cached.1 as usize].prefix;
                 // The new call starts now: its parent is busy, not waiting.
                 let total = base - waiting[p] + (new_prefix - before.prefix);
                 extensions.push(extension_key(total, s.rank.saturating_add(rank as u32), si, p));
@@ -923,7 +929,8 @@ pub fn beam_assign(
             let old = &states[si];
             let old_row = &rows[si * width..(si + 1) * width];
             // Scored above for this child, for every state sharing the parent's last step.
-            let after = per_last_step(&mut extended_by_step, &mut extended_without_steps, p, old_row[p]).1;
+            let after =
+                extended[per_last_step(&mut extended_by_step, &mut extended_without_steps, p, old_row[p]).1 as usize];
             let before = calls_after(&steps, &initial, p, old_row[p]);
             let mut signature = old.signature ^ signature_part(p, before.frontier) ^ signature_part(p, after.frontier);
             let mut settled = old.settled + (after.prefix - before.prefix);
@@ -1037,8 +1044,17 @@ pub fn beam_assign(
             Decision { parent: chosen, confidence: probability(kept.max(merged)), local_confidence: probability(kept) }
         })
         .collect();
-    *buffers =
-        SearchBuffers { steps, rows, next_rows, states, next_states, waiting_by_step, extended_by_step, extensions };
+    *buffers = SearchBuffers {
+        steps,
+        rows,
+        next_rows,
+        states,
+        next_states,
+        waiting_by_step,
+        extended_by_step,
+        extended,
+        extensions,
+    };
     assignment
 }
 
@@ -1064,9 +1080,8 @@ fn extension_parts(key: ExtensionKey) -> (u32, usize, usize) {
 /// run to megabytes, and taking them fresh from the system for every problem (mapping,
 /// faulting and zeroing pages) cost a tenth of the search. Bounded by the largest problem's
 /// beam, which the beam's work bound caps: at most one step per kept state per child, about
-/// 2^20 / candidates steps, each 72 bytes plus 80 in the per-step caches. That is about 80 MB
-/// in the worst case (two candidates, 256 children; it was about 50 MB when states kept whole
-/// rows), and a few megabytes in the runs measured.
+/// 2^20 / candidates steps, each 72 bytes plus 24 in the per-step caches. That is about 50 MB
+/// in the worst case (two candidates, 256 children), and a few megabytes in the runs measured.
 #[derive(Debug, Default)]
 pub struct SearchBuffers {
     steps: Vec<Step>,
@@ -1075,7 +1090,8 @@ pub struct SearchBuffers {
     states: Vec<State>,
     next_states: Vec<State>,
     waiting_by_step: Vec<(u32, f64)>,
-    extended_by_step: Vec<(u32, ParentCalls)>,
+    extended_by_step: Vec<(u32, u32)>,
+    extended: Vec<ParentCalls>,
     extensions: Vec<ExtensionKey>,
 }
 
@@ -1087,13 +1103,6 @@ fn per_last_step<'c, T>(by_step: &'c mut [T], without_steps: &'c mut [T], p: usi
         step => &mut by_step[step as usize],
     }
 }
-
-/// A placeholder for a cache entry not computed yet (its stamp says so).
-const UNEXTENDED: ParentCalls = ParentCalls {
-    prefix: 0.0,
-    frontier: 0,
-    tail: Tail { last_start: 0, max_end: 0, last_kind: 0, run: 0, position: 0, has_calls: false },
-};
 
 /// What [`polish`] gained, and per child the change in score of the best move or swap that
 /// gives it another parent (−∞ if none), once no move improves.
