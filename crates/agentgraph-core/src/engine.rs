@@ -301,7 +301,7 @@ struct Buffered {
     time: Nanos,
     tiebreak: u64,
     seq: u64,
-    record: Box<HttpRecord>,
+    record: HttpRecord,
 }
 
 impl PartialEq for Buffered {
@@ -526,7 +526,7 @@ impl Engine {
     }
 
     /// Adds one record.
-    pub fn push(&mut self, record: Box<HttpRecord>) {
+    pub fn push(&mut self, record: HttpRecord) {
         let time = record.time;
         if time < self.now {
             self.stats.late_records += 1;
@@ -646,13 +646,13 @@ impl Engine {
         self.process(b.record);
     }
 
-    fn process(&mut self, r: Box<HttpRecord>) {
+    fn process(&mut self, r: HttpRecord) {
         if r.is_response {
             self.stats.http_responses += 1;
-            self.on_response(*r);
+            self.on_response(r);
         } else {
             self.stats.http_requests += 1;
-            self.on_request(*r);
+            self.on_request(r);
         }
     }
 
@@ -1843,10 +1843,10 @@ mod tests {
         let served = IN_FLIGHT_KEPT + 4;
         for k in 0..served {
             let gateway = peer("ingress/gateway", "ingress/gateway-1", 1, 40_000 + k as u16);
-            engine.push(Box::new(request(k as i64, gateway, orchestrator(8080), &format!("r{k}"), None)));
+            engine.push(request(k as i64, gateway, orchestrator(8080), &format!("r{k}"), None));
         }
         let llm = peer("llm/llm-gateway", "llm/llm-1", 3, 8080);
-        engine.push(Box::new(request(100, orchestrator(50_000), llm, "r0", Some(0xabc))));
+        engine.push(request(100, orchestrator(50_000), llm, "r0", Some(0xabc)));
         engine.finish();
         let graphs: Vec<RequestGraph> = engine.drain().collect();
         assert_eq!(graphs.len(), served);

@@ -140,7 +140,7 @@ fn run(records: &[HttpRecord], config: EngineConfig, mut check: impl FnMut(&Engi
     let mut engine = Engine::new(config, NormalizeConfig::default());
     let mut graphs = Vec::new();
     for r in records {
-        engine.push(Box::new(r.clone()));
+        engine.push(r.clone());
         check(&engine);
         graphs.extend(engine.drain());
     }
