@@ -15,7 +15,7 @@ use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
 use crate::infer::{ChildSlot, Decision, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
 use crate::names::AgentNamer;
-use crate::record::{HttpRecord, NodeId, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair};
+use crate::record::{HttpRecord, NodeId, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair, seeded_hash};
 use agentgraph_proto::{Event, FlowView};
 
 const MS: Nanos = 1_000_000;
@@ -190,8 +190,7 @@ fn place(p: &Peer) -> Option<Place> {
     if p.info.pod.is_empty() {
         return p.ip.map(Place::Addr);
     }
-    use std::hash::BuildHasher;
-    Some(Place::Pod(foldhash::fast::FixedState::with_seed(0x706f_6473).hash_one(p.info.pod.as_bytes())))
+    Some(Place::Pod(seeded_hash(0x706f_6473, p.info.pod.as_bytes())))
 }
 
 /// One proxy's record of a call: egress (client side, slot 0) or ingress (server side, slot 1).
@@ -661,25 +660,11 @@ impl Engine {
     }
 
     fn conn_key(r: &HttpRecord) -> ConnKey {
-        use std::hash::BuildHasher;
-        ConnKey(foldhash::fast::FixedState::with_seed(0x636f_6e6e).hash_one((
-            r.node,
-            r.direction,
-            r.client.ip,
-            r.client.port,
-            r.server.ip,
-            r.server.port,
-        )))
+        ConnKey(seeded_hash(0x636f_6e6e, (r.node, r.direction, r.client.ip, r.client.port, r.server.ip, r.server.port)))
     }
 
     fn dedup_key(r: &HttpRecord) -> u64 {
-        use std::hash::BuildHasher;
-        foldhash::fast::FixedState::with_seed(0x7477_696e).hash_one((
-            r.client.ip,
-            r.server.ip,
-            r.server.port,
-            r.url_key,
-        ))
+        seeded_hash(0x7477_696e, (r.client.ip, r.server.ip, r.server.port, r.url_key))
     }
 
     /// Key of the calls with `dedup_key` still missing the copy of proxy side `slot`: a record
@@ -908,13 +893,8 @@ impl Engine {
             method: r.method.clone(),
             path: r.path.clone(),
             url_key: r.url_key,
-            kind: {
-                use std::hash::BuildHasher;
-                // Never END (0).
-                foldhash::fast::FixedState::with_seed(0x6b69_6e64)
-                    .hash_one((r.server.info.agent.as_bytes(), r.path.as_bytes()))
-                    | 1
-            },
+            // Never END (0).
+            kind: seeded_hash(0x6b69_6e64, (r.server.info.agent.as_bytes(), r.path.as_bytes())) | 1,
             dedup_key,
             request_id: r.request_id.clone(),
             trace_id: r.trace_id,

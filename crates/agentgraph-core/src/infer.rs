@@ -6,11 +6,10 @@
 //! calls and whole fan-outs) to its overlapping incoming calls jointly, scored by those
 //! statistics, whose best assignment is then polished by exact local moves.
 
-use std::hash::BuildHasher;
-
 use foldhash::HashMap;
 
 use crate::Nanos;
+use crate::record::seeded_hash;
 
 /// A call's interval and kind (a hash of its server agent and path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -581,7 +580,7 @@ impl Tail {
         if !self.has_calls {
             return 0;
         }
-        foldhash::fast::FixedState::with_seed(0x6672_6f6e).hash_one((self.last_start, self.max_end, self.last_token()))
+        seeded_hash(0x6672_6f6e, (self.last_start, self.max_end, self.last_token()))
     }
 }
 
@@ -715,7 +714,7 @@ fn frontier(calls: &[Span], upto: Nanos) -> u64 {
 
 /// One parent's part of a state's signature.
 fn signature_part(p: usize, frontier: u64) -> u64 {
-    foldhash::fast::FixedState::with_seed(0x7369_676e).hash_one((p, frontier))
+    seeded_hash(0x7369_676e, (p, frontier))
 }
 
 /// Fills `out` with a parent's calls on the path ending at its step `last` (plus `extra`),

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use agentgraph_proto::{EndpointView, JStr};
+
+use crate::record::seeded_hash;
 use foldhash::HashMap;
 
 /// Workload kinds whose name is a stable agent name (long-lived controllers).
@@ -208,8 +210,7 @@ impl AgentNamer {
 }
 
 fn raw_key(raw: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x6e61_6d65).hash_one(raw)
+    seeded_hash(0x6e61_6d65, raw)
 }
 
 /// Removes the hash suffixes Kubernetes appends to pod names: a ReplicaSet's pod-template hash

@@ -38,8 +38,7 @@ pub struct NodeId(pub u64);
 
 impl NodeId {
     pub fn of(name: &[u8]) -> NodeId {
-        use std::hash::BuildHasher;
-        NodeId(foldhash::fast::FixedState::with_seed(0x6e6f_6465).hash_one(name))
+        NodeId(seeded_hash(0x6e6f_6465, name))
     }
 }
 
@@ -296,9 +295,9 @@ impl Normalizer {
         let url_key = hash_pair(method.as_bytes(), url.as_bytes());
         // Orders records with equal times by their content, the same whether they came from a
         // JSON dump or from gRPC.
-        let tiebreak = {
-            use std::hash::BuildHasher;
-            foldhash::fast::FixedState::with_seed(0x6167_656e_7467_7261).hash_one((
+        let tiebreak = seeded_hash(
+            0x6167_656e_7467_7261,
+            (
                 node_name.as_bytes(),
                 f.traffic_direction,
                 is_response,
@@ -309,8 +308,8 @@ impl Normalizer {
                 url_key,
                 http.code,
                 request_id.as_deref(),
-            ))
-        };
+            ),
+        );
         Normalized::Http(HttpRecord {
             time: f.time_ns,
             node,
@@ -428,6 +427,14 @@ fn parse_traceparent(v: JStr<'_>) -> Option<u128> {
         return None;
     }
     parse_trace_id(&raw[3..35])
+}
+
+/// A 64-bit hash of `value` under `seed`, the same in every run: for keys that are only
+/// compared and looked up (nodes, pods, connections, kinds of call), and never printed. Each
+/// use has a seed of its own, so equal values hashed for different purposes do not collide.
+pub fn seeded_hash(seed: u64, value: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(seed).hash_one(value)
 }
 
 /// FNV-1a over two byte strings: a stable hash (same value on every run and machine).

@@ -213,8 +213,7 @@ impl Resume {
 }
 
 fn fingerprint(resp: &GetFlowsResponse) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x6875_6262_6c65).hash_one(resp.encode_to_vec())
+    agentgraph_core::record::seeded_hash(0x6875_6262_6c65, resp.encode_to_vec())
 }
 
 /// Follows the server until `shutdown` turns true, sending flows (and lost-event markers) to
