@@ -997,13 +997,14 @@ impl Engine {
             }
         }
         let group = call.group;
+        // The claims this call holds are released now (its list is put back: it names an
+        // unanswered call's parent candidates).
+        let claimed = std::mem::take(&mut call.claims_in_flight).then(|| std::mem::take(&mut call.in_flight_at_start));
         if let Some(g) = self.groups.get_mut(&group) {
             g.open = g.open.saturating_sub(1);
             g.last_activity = g.last_activity.max(time);
         }
-        let call = self.calls.get_mut(&id).expect("exists");
-        if std::mem::take(&mut call.claims_in_flight) {
-            let in_flight = std::mem::take(&mut call.in_flight_at_start);
+        if let Some(in_flight) = claimed {
             self.claim(&in_flight, -1);
             self.calls.get_mut(&id).expect("exists").in_flight_at_start = in_flight;
         }
