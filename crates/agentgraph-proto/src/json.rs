@@ -966,36 +966,20 @@ impl<'a> Cursor<'a> {
     fn headers(&mut self) -> Result<HeaderList<'a>> {
         self.ws();
         let start = self.i;
-        if self.peek() == Some(b'[') {
-            if let Some(found) = self.scan_headers() {
-                return Ok(HeaderList::Scanned(found));
-            }
-            self.i = start;
+        if let Some(found) = self.scan_headers() {
+            return Ok(HeaderList::Scanned(found));
         }
+        self.i = start;
         Ok(HeaderList::Json(self.raw_array("http.headers")?))
     }
 
     fn scan_headers(&mut self) -> Option<ScannedHeaders<'a>> {
         let mut found = ScannedHeaders::new(self.b);
-        self.i += 1;
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Some(found);
-        }
-        loop {
-            let (key, value) = self.exact_pair(b"key", b"value")?;
-            if !found.push(key, value) {
-                return None;
-            }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(found);
-                }
-                _ => return None,
-            }
-        }
+        self.exact_array(|cur| {
+            let (key, value) = cur.exact_pair_at(b"key", b"value")?;
+            found.push(key, value).then_some(())
+        })?;
+        Some(found)
     }
 
     /// For an array of objects, the pair of string members `a` and `b` of each element, decoded
