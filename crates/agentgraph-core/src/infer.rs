@@ -347,9 +347,9 @@ impl EdgeTiming {
                 let launched_before =
                     children[..i].iter().filter(|e| e.kind == c.kind && e.end > c.start).map(|e| e.start).max();
                 if let Some(previous) = launched_before {
-                    let gaps = self.fanned_out_kinds.entry(c.kind).or_default();
                     let gap = c.start - previous;
                     if certain && gap <= FAN_OUT_SPREAD {
+                        let gaps = self.fanned_out_kinds.entry(c.kind).or_default();
                         gaps.samples = gaps.samples.saturating_add(1);
                         gaps.widest = gaps.widest.max(gap);
                     }
@@ -371,8 +371,8 @@ impl EdgeTiming {
         self.ln_sequential = ((ns + 1.0) / (np + ns + 2.0)).ln();
     }
 
-    /// Whether calls of `kind` have been seen made several at once (always, for an agent not
-    /// known well enough to say).
+    /// Whether calls of `kind` have been seen made several at once, under a parent whose
+    /// children were all linked for certain (always, for an agent not known well enough to say).
     pub fn fans_out(&self, kind: u64) -> bool {
         !self.is_informed() || self.fanned_out_kinds.contains_key(&kind)
     }
@@ -1245,6 +1245,23 @@ mod tests {
         assert_eq!(t.fan_out_spread(7), 1_250_000);
         // A kind never seen fanned out keeps the default.
         assert_eq!(t.fan_out_spread(8), FAN_OUT_SPREAD);
+    }
+
+    #[test]
+    fn only_certain_links_show_that_a_kind_is_made_several_at_once() {
+        // An agent seen making its calls one after another; then uncertain links put two
+        // overlapping calls under one parent (twin parents' calls, wrongly joined).
+        let mut t = trained();
+        assert!(!t.fans_out(1));
+        for k in 0..20 {
+            let s = 1_000_000 + k * 10_000;
+            t.learn(iv(s, s + 1_200), &[iv(s + 100, s + 600), iv(s + 102, s + 700)], false);
+        }
+        // Taken as a fan-out, such calls would be given to one parent together from then on,
+        // and every such decision would teach it again.
+        assert!(!t.fans_out(1));
+        t.learn(iv(0, 1_200), &[iv(100, 600), iv(102, 700)], true);
+        assert!(t.fans_out(1));
     }
 
     /// A parent that thinks ~100 ms, then makes two sequential calls with ~5 ms gaps, then
