@@ -95,13 +95,21 @@ const READ_CHUNK: usize = 256 << 10;
 
 /// Opens a dump file (`-` is stdin), detecting gzip and zstd compression by magic bytes.
 pub fn open(path: &str) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
-    open_counted(path, &Arc::default())
+    open_counted(path, &Arc::default(), None)
 }
 
-/// [`open`], adding the bytes read from the file (before decompression) to `read`.
-fn open_counted(path: &str, read: &Arc<AtomicU64>) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
+/// [`open`], adding the bytes read from the file (before decompression) to `read`; `-` reads
+/// `stdin` when given, else the process's standard input.
+fn open_counted(
+    path: &str,
+    read: &Arc<AtomicU64>,
+    stdin: Option<Box<dyn Read + Send>>,
+) -> Result<(String, Box<dyn BufRead + Send>), IngestError> {
     let raw: Box<dyn Read + Send> = if path == "-" {
-        Box::new(Counted { inner: io::stdin(), read: read.clone() })
+        match stdin {
+            Some(stdin) => Box::new(Counted { inner: stdin, read: read.clone() }),
+            None => Box::new(Counted { inner: io::stdin(), read: read.clone() }),
+        }
     } else {
         let file = File::open(Path::new(path)).map_err(|error| IngestError::Open { path: path.to_string(), error })?;
         Box::new(Counted { inner: file, read: read.clone() })
@@ -271,10 +279,17 @@ pub struct DumpReader {
 impl DumpReader {
     /// Opens every path (`-` is stdin).
     pub fn open(paths: &[String]) -> Result<Self, IngestError> {
+        Self::open_with_stdin(paths, None)
+    }
+
+    /// Opens every path, reading `-` from `stdin` when given (a copy of standard input kept
+    /// for a second pass, or standard input teed into one) instead of standard input itself.
+    pub fn open_with_stdin(paths: &[String], mut stdin: Option<Box<dyn Read + Send>>) -> Result<Self, IngestError> {
         let read = Arc::new(AtomicU64::new(0));
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
-            let (name, reader) = open_counted(p, &read)?;
+            let replacement = if p == "-" { stdin.take() } else { None };
+            let (name, reader) = open_counted(p, &read, replacement)?;
             sources.push(Source::new(name, reader));
         }
         let total = stored_total(paths);

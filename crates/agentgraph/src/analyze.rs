@@ -1,18 +1,20 @@
 //! `agentgraph analyze`: wires dump files through the engine into the chosen output format.
 
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use agentgraph_core::report::{Aggregates, InputJson, RequestJson, SCHEMA, StartOrder, TopK};
 use agentgraph_core::{Correlation, Engine, EngineConfig, EngineStats, NormalizeConfig, RequestGraph, TimingModel};
 use agentgraph_ingest::{DumpReader, ReadStats};
 use agentgraph_proto::Event;
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::cli::{AnalyzeArgs, Format};
 use crate::progress::Progress;
+use crate::spool::Spool;
 use crate::text;
 
 /// The bundled demo: a small agent cluster recorded as Hubble JSON (see testdata/README.md).
@@ -23,20 +25,33 @@ const DEMO_DUMP: &[u8] = include_bytes!("../../../testdata/demo/agents-demo.json
 const SETTLED_EXAMPLES: u32 = 100;
 /// A learning pass stops after this many flows without any parent that needed timing.
 const QUIET_FLOWS: u64 = 50_000;
+/// Standard input is learned from for at most this many bytes (kept on disk for the main pass)
+/// and this long: a live stream (`hubble observe --follow`) is reported within seconds.
+const STDIN_LEARNING_BYTES: u64 = 256 << 20;
+const STDIN_LEARNING_TIME: Duration = Duration::from_secs(10);
+
+/// What a learning pass learned, and how far it read.
+struct Learned {
+    /// The statistics and the flows read, when any parent needed timing to be decided.
+    model: Option<(TimingModel, u64)>,
+    /// Events taken in before it stopped (a main pass over a copy of the input stops there
+    /// when the learning pass was interrupted).
+    events: u64,
+}
 
 /// Reads the input to learn each agent's call timing (discarding the requests), for a
-/// second engine to start from; with the number of flows read. `None` when no parent needed
-/// timing to be decided.
+/// second engine to start from. `enough` says when to stop regardless: it is asked at every
+/// event, the other reasons to stop every 4,096 flows.
 fn learning_pass(
     mut reader: DumpReader,
     config: &EngineConfig,
     normalize: &NormalizeConfig,
     quiet: bool,
     interrupted: &AtomicBool,
-) -> Option<(TimingModel, u64)> {
+    enough: &dyn Fn() -> bool,
+) -> Learned {
     let mut engine = Engine::new(config.clone(), normalize.clone());
-    let mut flows: u64 = 0;
-    let mut requests: u64 = 0;
+    let (mut flows, mut requests, mut events) = (0u64, 0u64, 0u64);
     let mut stopped_early = false;
     let mut progress = Progress::new("learning call timing", reader.position(), quiet);
     reader.run_while(|event, _line| {
@@ -45,14 +60,16 @@ fn learning_pass(
             stopped_early = true;
             return false;
         }
+        events += 1;
         if !engine.push_event(event) {
             return true;
         }
         requests += engine.drain().count() as u64;
         flows += u64::from(matches!(event, Event::Flow(_)));
-        if flows.is_multiple_of(4_096)
-            && (engine.timing_settled(SETTLED_EXAMPLES)
-                || (flows >= QUIET_FLOWS && engine.stats().joint_decisions == 0))
+        if enough()
+            || (flows.is_multiple_of(4_096)
+                && (engine.timing_settled(SETTLED_EXAMPLES)
+                    || (flows >= QUIET_FLOWS && engine.stats().joint_decisions == 0)))
         {
             stopped_early = true;
             return false;
@@ -64,7 +81,8 @@ fn learning_pass(
         engine.finish();
         engine.drain().for_each(drop);
     }
-    (engine.stats().joint_decisions > 0).then(|| (engine.timing_model(), flows))
+    let model = (engine.stats().joint_decisions > 0).then(|| (engine.timing_model(), flows));
+    Learned { model, events }
 }
 
 /// What the text format shows besides the aggregates.
@@ -112,15 +130,49 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     // terminal it is drawn only for the text format, which prints nothing before the end.
     let quiet = args.quiet || (args.format != Format::Text && io::stdout().is_terminal());
     let interrupted = stop_on_ctrl_c();
-    let rereadable = args.demo || !args.files.iter().any(|f| f == "-");
-    let learned = if rereadable && !args.single_pass {
-        learning_pass(open_input()?.0, &config, &normalize, quiet, &interrupted)
+    // Standard input cannot be read twice: while the learning pass reads it, it is copied to
+    // an unnamed temporary file, and the main pass reads that copy, then the rest of the stream.
+    let reads_stdin = !args.demo && args.files.iter().any(|f| f == "-");
+    let spool = if reads_stdin && !args.single_pass {
+        match Spool::create() {
+            Ok(spool) => Some(spool),
+            Err(e) => {
+                eprintln!(
+                    "agentgraph: warning: reading standard input in a single pass, without learning call timing first: cannot create a temporary file ({e}; set TMPDIR to a writable directory)"
+                );
+                None
+            }
+        }
     } else {
         None
     };
-    let (mut reader, files) = open_input()?;
+    let learned = match &spool {
+        None if args.single_pass || reads_stdin => Learned { model: None, events: 0 },
+        Some(spool) => {
+            let reader = DumpReader::open_with_stdin(&args.files, Some(Box::new(spool.tee(io::stdin())?)))?;
+            let started = Instant::now();
+            let enough = || spool.len() >= STDIN_LEARNING_BYTES || started.elapsed() >= STDIN_LEARNING_TIME;
+            learning_pass(reader, &config, &normalize, quiet, &interrupted, &enough)
+        }
+        None => learning_pass(open_input()?.0, &config, &normalize, quiet, &interrupted, &|| false),
+    };
+    if let Some(failure) = spool.as_ref().and_then(Spool::failure) {
+        bail!("{failure}: use --single-pass, or save the input to a file and analyze that");
+    }
+    // Interrupted while learning from standard input: the report covers what the learning pass
+    // had taken in, which is all in the copy (with what was read ahead, not taken in).
+    let replay_only = (spool.is_some() && interrupted.load(Ordering::Relaxed)).then_some(learned.events);
+    let (mut reader, files) = match &spool {
+        Some(spool) => {
+            let copy = spool.replay()?;
+            let stdin: Box<dyn Read + Send> =
+                if replay_only.is_some() { Box::new(copy) } else { Box::new(copy.chain(io::stdin())) };
+            (DumpReader::open_with_stdin(&args.files, Some(stdin))?, args.files.clone())
+        }
+        None => open_input()?,
+    };
     let mut engine = Engine::new(config, normalize);
-    let learning_flows = learned.map(|(model, flows)| {
+    let learning_flows = learned.model.map(|(model, flows)| {
         engine.set_timing_model(model);
         flows
     });
@@ -197,13 +249,18 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         };
 
     let mut progress = Progress::new("analyzing", reader.position(), quiet);
-    let (mut flows, mut requests) = (0u64, 0u64);
+    let (mut flows, mut requests, mut taken) = (0u64, 0u64, 0u64);
     reader.run_while(|event, _line| {
         progress.tick(flows, requests);
         // Checked before the event: after Ctrl-C nothing more is taken in.
-        if write_error.is_some() || interrupted.load(Ordering::Relaxed) {
+        let stop = match replay_only {
+            Some(events) => taken == events,
+            None => interrupted.load(Ordering::Relaxed),
+        };
+        if write_error.is_some() || stop {
             return false;
         }
+        taken += 1;
         if !engine.push_event(event) {
             return true;
         }

@@ -5,6 +5,7 @@ mod cli;
 mod collect;
 mod progress;
 mod simulate;
+mod spool;
 mod text;
 
 use std::process::ExitCode;
