@@ -351,11 +351,14 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value_t = 200_000, value_parser = at_least_one, value_name = "N")]
     pub max_open_calls: usize,
 
-    /// Read the input once. By default, files (not stdin) are first read to learn each
-    /// agent's call timing, so parents that only timing can tell apart are decided with the
-    /// statistics from the start of the dump. That learning pass stops as soon as every agent
-    /// with such parents has 100 certain examples, or after 50,000 flows without any such
-    /// parent, so it costs a fraction of a read unless the dump is mostly ambiguous.
+    /// Read the input once. By default, the input is first read to learn each agent's call
+    /// timing, so parents that only timing can tell apart are decided with the statistics from
+    /// the start of the dump. That learning pass stops as soon as every agent with such parents
+    /// has 100 certain examples, or after 50,000 flows without any such parent, so it costs a
+    /// fraction of a read unless the dump is mostly ambiguous. Standard input is copied to an
+    /// unnamed temporary file (in TMPDIR) as the learning pass reads it, for the main pass to
+    /// read again; there the learning pass also stops after 256 MiB or 10 s (at the first flow
+    /// after that), so a live stream is reported from then on.
     #[arg(long)]
     pub single_pass: bool,
 
