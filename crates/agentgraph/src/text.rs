@@ -7,6 +7,12 @@ use agentgraph_core::report::TopK;
 
 use crate::analyze::{Summary, count, engine_warning, input_json};
 
+/// Widest a column of names is padded to. Names come from the input (pod names can be of any
+/// length): longer ones overflow their column, and the formatter refuses widths over 65,535.
+const NAME_COLUMN_MAX: usize = 80;
+/// Deepest level of a call tree shown indented; deeper calls are shown at this indentation.
+const INDENT_DEPTH_MAX: usize = 40;
+
 /// Human-readable byte size (`734 kB`, `5.2 MB`).
 pub fn bytes(n: u64) -> String {
     match n {
@@ -84,7 +90,7 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         "\nagent graph ({} edges): client -> server  calls  errors  latency p50 / p95 / max  request size p50 / max",
         edges.len()
     )?;
-    let width = edges.iter().map(|e| e.client.len() + e.server.len() + 4).max().unwrap_or(0);
+    let width = edges.iter().map(|e| e.client.len() + e.server.len() + 4).max().unwrap_or(0).min(NAME_COLUMN_MAX);
     for e in &edges {
         let name = format!("{} -> {}", e.client, e.server);
         let latency = if e.latency_samples == 0 {
@@ -101,7 +107,7 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
     }
     let agents = s.aggregates.agents();
     writeln!(out, "\nagents as servers: calls  fan-out p50 / max  concurrent max  self time p50 / p95")?;
-    let width = agents.iter().map(|a| a.agent.len()).max().unwrap_or(0);
+    let width = agents.iter().map(|a| a.agent.len()).max().unwrap_or(0).min(NAME_COLUMN_MAX);
     for a in &agents {
         // Calls never answered have no self time; an agent with only those has none to show.
         let self_time = if a.self_time_samples == 0 {
@@ -173,7 +179,7 @@ pub fn request(out: &mut impl Write, g: &RequestGraph) -> io::Result<()> {
             c.server,
             c.method,
             c.path,
-            indent = depth * 2
+            indent = depth.min(INDENT_DEPTH_MAX) * 2
         )?;
         for k in g.children(i).into_iter().rev() {
             stack.push((k, depth + 1));

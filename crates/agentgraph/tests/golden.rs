@@ -363,6 +363,21 @@ fn ctrl_c_reports_the_input_read_so_far() {
     assert!(text.contains("http:  175 requests") && text.contains("requests: 153"), "{text}");
 }
 
+/// Names come from the input: an agent named 70,000 characters long (past the formatter's
+/// widest padding) is printed whole in every format, not a panic.
+#[test]
+fn an_agent_name_of_any_length_is_printed() {
+    let first = std::fs::read_to_string(root().join("testdata/real/basic-sample-5-http-flows.json")).unwrap();
+    let line = first.lines().next().unwrap();
+    let name = "p".repeat(70_000);
+    let long = line.replace("\"k8s:app=prometheus\"", &format!("\"k8s:app={name}\""));
+    assert_ne!(long, line);
+    for format in ["text", "json", "ndjson"] {
+        let (out, err) = analyze(&["--format", format, "-"], Some(long.as_bytes()));
+        assert!(out.contains(&name), "{format}: {err}");
+    }
+}
+
 #[test]
 fn missing_file_is_a_clear_error() {
     let out =
