@@ -187,3 +187,48 @@ pub fn request(out: &mut impl Write, g: &RequestGraph) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agentgraph_core::{CallRecord, Correlation, RequestGraph};
+
+    use super::*;
+
+    /// A chain of calls deeper than the formatter could indent (its widest padding is 65,535):
+    /// each deeper call is shown at the deepest indentation, not a panic.
+    #[test]
+    fn a_call_tree_of_any_depth_is_printed() {
+        let depth = 33_000;
+        let name = |i: usize| -> Arc<str> { format!("a{i}").into() };
+        let calls: Vec<CallRecord> = (0..depth)
+            .map(|i: usize| CallRecord {
+                parent: i.checked_sub(1),
+                client: name(i),
+                server: name(i + 1),
+                client_pod: "".into(),
+                server_pod: "".into(),
+                method: "POST".into(),
+                path: "/x".into(),
+                status: Some(200),
+                start: i as i64 * 1_000,
+                duration: Some(((2 * depth - 2 * i) as i64) * 1_000),
+                request_bytes: None,
+                response_bytes: None,
+                confidence: 1.0,
+                trace_id: None,
+                request_id: None,
+                observed_both_sides: false,
+                served: None,
+                answered_at: Some((2 * depth - i) as i64 * 1_000),
+            })
+            .collect();
+        let g = RequestGraph::new("deep".into(), Correlation::TraceContext, calls);
+        let mut out = Vec::new();
+        request(&mut out, &g).expect("printed");
+        let text = String::from_utf8(out).unwrap();
+        let last = text.lines().find(|l| l.contains(&format!("c{} ", depth - 1))).expect("the deepest call");
+        assert_eq!(last.len() - last.trim_start().len(), 4 + 2 * INDENT_DEPTH_MAX, "{last}");
+    }
+}
