@@ -1220,6 +1220,11 @@ impl Engine {
                         .all(|p| calls.get(p).is_none_or(|p| p.closed_at.is_some_and(|t| t + margin <= now)))
             })
             .collect();
+        // Only a decidable call is ever decided now; most checks (a call of the pod closed while
+        // its waiting calls' candidates still run) find none, and need not group them.
+        if !decidable.contains(&true) {
+            return;
+        }
         // Calls sharing a candidate parent are decided together, so no parent is scored with
         // only some of its calls: a component waits until all of it is decidable (bounded by
         // `JOINT_HOLD` and `MAX_JOINT_CHILDREN`).
