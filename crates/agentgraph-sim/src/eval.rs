@@ -63,6 +63,11 @@ pub struct EvalResult {
     pub confident_calls: usize,
     /// Parent accuracy over those: how far a high reported confidence can be trusted.
     pub confident_parent_accuracy: f64,
+    /// Matched calls whose reported parent is wrong but a twin of the true one: another call of
+    /// the same true request, to the same server pod with the same method and path, running at
+    /// the same time. Trace context cannot tell such parents apart (Hubble sees the client's
+    /// span ids only), so only timing can; these are the ceiling's part of the wrong parents.
+    pub twin_parents: usize,
 }
 
 /// The reported confidence from which a call counts as confident (the analyzer's certain links
@@ -149,6 +154,7 @@ impl EvalResult {
             ("call recall", Cell::Rate(self.call_recall)),
             ("call precision", Cell::Rate(self.call_precision)),
             ("parent accuracy", Cell::Rate(self.parent_accuracy)),
+            ("wrong parents: a twin of the true one", Cell::Count(self.twin_parents)),
             ("root accuracy", Cell::Rate(self.root_accuracy)),
             ("exact requests", Cell::Rate(self.exact_request_rate)),
             ("exact trees", Cell::Rate(self.exact_tree_rate)),
@@ -201,6 +207,28 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
         }
     };
 
+    // Whether true call `other` of request `ti` is a twin of its call `parent` (see
+    // `EvalResult::twin_parents`).
+    let twins = |ti: usize, parent: usize, other: usize| -> bool {
+        let (a, b) = (&truth[ti].calls[parent], &truth[ti].calls[other]);
+        let end = |c: &Call| c.duration_ms.map_or(i64::MAX, |d| c.start.saturating_add((d * 1e6) as i64));
+        parent != other
+            && a.server == b.server
+            && a.server_pod == b.server_pod
+            && a.method == b.method
+            && a.path == b.path
+            && a.start < end(b)
+            && b.start < end(a)
+    };
+    let twin_parent = |ti: usize, ci: usize, rj: usize, rc: usize| -> bool {
+        match (truth[ti].calls[ci].parent, report[rj].calls[rc].parent) {
+            (ParentRef::Call(tp), ParentRef::Call(rp)) => {
+                matches!(r2t[rj][rp], Some((tj, tq)) if tj == ti && twins(ti, tp, tq))
+            }
+            _ => false,
+        }
+    };
+
     let true_calls: usize = truth.iter().map(|r| r.calls.len()).sum();
     let reported_calls: usize = report.iter().map(|r| r.calls.len()).sum();
     let mut matched = 0usize;
@@ -217,6 +245,7 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
     let mut exact = 0usize;
     let mut exact_trees = 0usize;
     let mut exact_shape_equal = 0usize;
+    let mut twin_parents = 0usize;
 
     for (ti, treq) in truth.iter().enumerate() {
         let rule = simple_rule(treq);
@@ -232,6 +261,8 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
             let ok = parent_ok(ti, ci, rj, rc);
             if ok {
                 parent_correct += 1;
+            } else if twin_parent(ti, ci, rj, rc) {
+                twin_parents += 1;
             }
             if call.parent != ParentRef::Root && candidates >= 2 {
                 ambiguous += 1;
@@ -327,6 +358,7 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
         ambiguous_calls: ambiguous,
         confident_calls: confident,
         confident_parent_accuracy: ratio(confident_correct, confident),
+        twin_parents,
     })
 }
 
@@ -853,7 +885,8 @@ mod tests {
         assert!(table.starts_with("metric"));
         assert!(table.contains("100.00%"));
         assert!(table.contains("0.000 ms"));
-        assert_eq!(table.lines().count(), 22);
+        assert_eq!(table.lines().count(), 23);
+        assert_eq!(r.twin_parents, 0);
     }
 
     #[test]
@@ -870,6 +903,38 @@ mod tests {
         assert_eq!(eval(&report, &truth).call_recall, 1.0);
         let r = evaluate(&report, &truth, &EvalOptions { match_tolerance_ms: 0.001 }).unwrap();
         assert_eq!((r.matched_calls, r.call_recall, r.call_precision), (0, 0.0, 0.0));
+    }
+
+    /// Two calls of one request to the same worker pod at once, each making one call: their
+    /// children swapped are wrong parents that are twins of the true ones. A wrong parent on
+    /// another pod, or one that ran at another time, is not.
+    #[test]
+    fn twin_parents_are_counted_apart() {
+        let truth = truth_doc(vec![(
+            "r0",
+            "agents/orch",
+            vec![
+                tc("c0", None, "ingress/gw-1", "agents/orch-1", "/v1/task", 0, Some(5000.0)),
+                tc("c1", Some("c0"), "agents/orch-1", "agents/worker-1", "/v1/work", 10, Some(300.0)),
+                tc("c2", Some("c0"), "agents/orch-1", "agents/worker-1", "/v1/work", 11, Some(400.0)),
+                tc("c3", Some("c1"), "agents/worker-1", "tools/search-1", "/search", 50, Some(100.0)),
+                tc("c4", Some("c2"), "agents/worker-1", "tools/search-1", "/search", 52, Some(100.0)),
+                tc("c5", Some("c0"), "agents/orch-1", "agents/worker-1", "/v1/work", 2000, Some(300.0)),
+                tc("c6", Some("c0"), "agents/orch-1", "agents/worker-2", "/v1/work", 12, Some(300.0)),
+            ],
+        )]);
+        let mut report = to_report(&truth);
+        report["requests"][0]["calls"][3]["parent"] = json!("c2");
+        report["requests"][0]["calls"][4]["parent"] = json!("c1");
+        let r = eval(&report, &truth);
+        assert!(close(r.parent_accuracy, 5.0 / 7.0), "{r:?}");
+        assert_eq!(r.twin_parents, 2);
+        // c4's parent on the same pod but later (c5), and on another pod (c6): wrong, not twins.
+        report["requests"][0]["calls"][4]["parent"] = json!("c5");
+        assert_eq!(eval(&report, &truth).twin_parents, 1);
+        report["requests"][0]["calls"][4]["parent"] = json!("c6");
+        assert_eq!(eval(&report, &truth).twin_parents, 1);
+        assert!(eval(&report, &truth).table().contains("wrong parents: a twin of the true one"));
     }
 
     #[test]
