@@ -211,14 +211,13 @@ pub fn evaluate(report: &Value, truth: &Value, opts: &EvalOptions) -> Result<Eva
     // `EvalResult::twin_parents`).
     let twins = |ti: usize, parent: usize, other: usize| -> bool {
         let (a, b) = (&truth[ti].calls[parent], &truth[ti].calls[other]);
-        let end = |c: &Call| c.duration_ms.map_or(i64::MAX, |d| c.start.saturating_add((d * 1e6) as i64));
         parent != other
             && a.server == b.server
             && a.server_pod == b.server_pod
             && a.method == b.method
             && a.path == b.path
-            && a.start < end(b)
-            && b.start < end(a)
+            && i128::from(a.start) < b.end_or_open()
+            && i128::from(b.start) < a.end_or_open()
     };
     let twin_parent = |ti: usize, ci: usize, rj: usize, rc: usize| -> bool {
         match (truth[ti].calls[ci].parent, report[rj].calls[rc].parent) {
@@ -646,6 +645,14 @@ fn duration_ns(ms: f64) -> i128 {
     (ms * 1e6).round() as i128
 }
 
+impl Call {
+    /// When the call ended, in nanoseconds; never, for a call without a known duration (it may
+    /// still contain anything that started after it).
+    fn end_or_open(&self) -> i128 {
+        self.duration_ms.map_or(i128::MAX, |d| i128::from(self.start) + duration_ns(d))
+    }
+}
+
 /// The simple parent rule on a true request: for each call, (predicted parent index, number of candidates).
 /// Candidates are other calls of the request served by the call's client pod whose interval contains the call's.
 fn simple_rule(req: &Req) -> Vec<(Option<usize>, usize)> {
@@ -671,9 +678,7 @@ fn simple_rule(req: &Req) -> Vec<(Option<usize>, usize)> {
                     continue;
                 }
                 let pc = &req.calls[p];
-                let p_start = i128::from(pc.start);
-                let p_end = pc.duration_ms.map_or(i128::MAX, |d| p_start + duration_ns(d));
-                if p_start <= c_start && p_end >= c_end {
+                if i128::from(pc.start) <= c_start && pc.end_or_open() >= c_end {
                     count += 1;
                     // `list` is in listing order, so `>=` makes the later-listed call win ties.
                     if best.is_none_or(|b| pc.start >= req.calls[b].start) {
