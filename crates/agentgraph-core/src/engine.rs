@@ -16,6 +16,7 @@ use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
 use crate::infer::{ChildSlot, Decision, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
 use crate::names::AgentNamer;
 use crate::record::{HttpRecord, NodeId, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair, seeded_hash};
+use crate::table::IdTable;
 use agentgraph_proto::{Event, FlowView};
 
 const MS: Nanos = 1_000_000;
@@ -120,7 +121,8 @@ pub struct EngineStats {
     pub unlearned_decisions: u64,
 }
 
-type CallId = u64;
+/// Calls are kept in an [`IdTable`]; their ids compare in creation order.
+type CallId = crate::table::Id;
 
 /// Timing statistics learned by an engine, by (agent, path).
 #[derive(Clone, Debug, Default)]
@@ -136,7 +138,8 @@ impl TimingModel {
         self.0.is_empty()
     }
 }
-type GroupId = u64;
+/// Requests being assembled are kept in an [`IdTable`]; their ids compare in creation order.
+type GroupId = crate::table::Id;
 
 /// Calls listed under one key (a pod's incoming calls, an exchange still missing a copy),
 /// oldest first. Emitted calls leave in batches, when the list has doubled since it was last
@@ -166,7 +169,7 @@ impl CallList {
     }
 
     /// One listed call was emitted (it is no longer in `calls`); true when the list is done.
-    fn release(&mut self, calls: &HashMap<CallId, Call>) -> bool {
+    fn release(&mut self, calls: &IdTable<Call>) -> bool {
         self.held = self.held.saturating_sub(1);
         if self.held == 0 {
             return true;
@@ -382,10 +385,8 @@ pub struct Engine {
     last_released: (Nanos, u64),
     /// Event time up to which records have been processed.
     now: Nanos,
-    next_call: CallId,
-    next_group: GroupId,
-    calls: HashMap<CallId, Call>,
-    groups: HashMap<GroupId, Group>,
+    calls: IdTable<Call>,
+    groups: IdTable<Group>,
     by_trace: HashMap<u128, GroupId>,
     by_request_id: HashMap<Arc<str>, GroupId>,
     pending: HashMap<ConnKey, VecDeque<(CallId, usize)>>,
@@ -427,10 +428,8 @@ impl Engine {
             newest: Nanos::MIN,
             last_released: (Nanos::MIN, 0),
             now: Nanos::MIN,
-            next_call: 0,
-            next_group: 0,
-            calls: HashMap::new(),
-            groups: HashMap::new(),
+            calls: IdTable::default(),
+            groups: IdTable::default(),
             by_trace: HashMap::new(),
             by_request_id: HashMap::new(),
             pending: HashMap::new(),
@@ -572,7 +571,7 @@ impl Engine {
                 .calls
                 .iter()
                 .filter(|(_, c)| c.closed_at.is_none())
-                .map(|(id, c)| (c.start().unwrap_or(Nanos::MIN), *id))
+                .map(|(id, c)| (c.start().unwrap_or(Nanos::MIN), id))
                 .collect();
             v.sort_unstable();
             v.into_iter().map(|(_, id)| id).collect()
@@ -875,8 +874,6 @@ impl Engine {
 
     fn new_call(&mut self, r: &HttpRecord, dedup_key: u64, slot: usize) -> CallId {
         let dedup_key = Self::twin_key(dedup_key, 1 - slot);
-        let id = self.next_call;
-        self.next_call += 1;
         let group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
         let mut obs: [Observation; 2] = Default::default();
         obs[slot] = Observation {
@@ -916,11 +913,11 @@ impl Engine {
             contested: false,
         };
         let server = place(&call.server);
+        let id = self.calls.insert(call);
         if let Some(p) = server {
             self.inbound.entry(p).or_default().push(id);
         }
         self.twins.entry(dedup_key).or_default().push(id);
-        self.calls.insert(id, call);
         let start = if r.is_response { r.time - r.latency_ns as Nanos } else { r.time };
         let g = self.groups.get_mut(&group).expect("group exists");
         g.calls.push(id);
@@ -948,8 +945,6 @@ impl Engine {
             }
             return g;
         }
-        let g = self.next_group;
-        self.next_group += 1;
         let mut group = Group {
             calls: Vec::new(),
             servers: Vec::new(),
@@ -962,16 +957,20 @@ impl Engine {
             trace_ids: Vec::new(),
             request_ids: Vec::new(),
         };
-        self.group_starts.insert((time, g));
         if let Some(t) = trace {
-            self.by_trace.insert(t, g);
             group.trace_ids.push(t);
         }
         if let Some(r) = rid {
-            self.by_request_id.insert(r.clone(), g);
             group.request_ids.push(r.clone());
         }
-        self.groups.insert(g, group);
+        let g = self.groups.insert(group);
+        self.group_starts.insert((time, g));
+        if let Some(t) = trace {
+            self.by_trace.insert(t, g);
+        }
+        if let Some(r) = rid {
+            self.by_request_id.insert(r.clone(), g);
+        }
         self.group_order.push_back(g);
         g
     }
@@ -1690,7 +1689,7 @@ fn same_opt<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
     }
 }
 
-fn is_ancestor_or_self(calls: &HashMap<CallId, Call>, candidate: CallId, of: CallId) -> bool {
+fn is_ancestor_or_self(calls: &IdTable<Call>, candidate: CallId, of: CallId) -> bool {
     let mut at = Some(of);
     let mut steps = 0;
     while let Some(id) = at {

@@ -13,6 +13,7 @@ pub mod names;
 pub mod record;
 pub mod report;
 pub mod sketch;
+mod table;
 
 /// Event time or a duration, in nanoseconds (since the Unix epoch for times).
 pub type Nanos = i64;

@@ -292,7 +292,7 @@ impl Normalizer {
         let path = self.namer.intern(path);
         let node_name = f.node_name.value();
         let node = NodeId::of(node_name.as_bytes());
-        let url_key = hash_pair(method.as_bytes(), url.as_bytes());
+        let url_key = seeded_hash(0x7572_6c6b_6579, (method.as_bytes(), url.as_bytes()));
         // Orders records with equal times by their content, the same whether they came from a
         // JSON dump or from gRPC.
         let tiebreak = seeded_hash(

@@ -1,0 +1,167 @@
+//! A table of values under ids it hands out itself: the engine's open calls, looked up several
+//! times per record.
+//!
+//! Why not a hash map: an id here names its slot, so a lookup is one bounds check and one
+//! comparison, and touches only the value's memory (a hash map also reads its control bytes,
+//! elsewhere in memory; with a few hundred thousand calls open, both miss the cache). A freed slot
+//! is reused first, while its memory is still cached. The table grows to the most values held at
+//! once and keeps that size, as a hash map does.
+
+use std::ops::Index;
+
+/// An id: creation sequence number in the high 32 bits, slot in the low 32. Ids compare in
+/// creation order (the engine breaks ties between calls by age), and an id whose value was
+/// removed never finds the value that took its slot next. The sequence wraps after 2^32 ids:
+/// an id is then reused only if the value that had it is still held after four billion others
+/// were created, which the engine's expiry rules out, and order comparisons across the wrap only
+/// break ties between values of the same time.
+pub(crate) type Id = u64;
+
+const SLOT_BITS: u32 = 32;
+
+#[derive(Debug)]
+struct Slot<T> {
+    /// Id of the value held here, or of the last one held when `value` is `None`.
+    id: Id,
+    value: Option<T>,
+}
+
+#[derive(Debug)]
+pub(crate) struct IdTable<T> {
+    slots: Vec<Slot<T>>,
+    /// Empty slots, the most recently emptied last.
+    free: Vec<u32>,
+    sequence: u32,
+    len: usize,
+}
+
+impl<T> Default for IdTable<T> {
+    fn default() -> Self {
+        IdTable { slots: Vec::new(), free: Vec::new(), sequence: 0, len: 0 }
+    }
+}
+
+impl<T> IdTable<T> {
+    /// The id the next [`IdTable::insert`] gives.
+    pub(crate) fn next_id(&self) -> Id {
+        let slot = self.free.last().map_or(self.slots.len() as u64, |&s| u64::from(s));
+        (u64::from(self.sequence) << SLOT_BITS) | slot
+    }
+
+    pub(crate) fn insert(&mut self, value: T) -> Id {
+        let id = self.next_id();
+        self.sequence = self.sequence.wrapping_add(1);
+        self.len += 1;
+        match self.free.pop() {
+            Some(slot) => self.slots[slot as usize] = Slot { id, value: Some(value) },
+            None => self.slots.push(Slot { id, value: Some(value) }),
+        }
+        id
+    }
+
+    fn slot_of(id: Id) -> usize {
+        (id & ((1 << SLOT_BITS) - 1)) as usize
+    }
+
+    pub(crate) fn get(&self, id: &Id) -> Option<&T> {
+        match self.slots.get(Self::slot_of(*id)) {
+            Some(s) if s.id == *id => s.value.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &Id) -> Option<&mut T> {
+        match self.slots.get_mut(Self::slot_of(*id)) {
+            Some(s) if s.id == *id => s.value.as_mut(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn contains_key(&self, id: &Id) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub(crate) fn remove(&mut self, id: &Id) -> Option<T> {
+        let slot = Self::slot_of(*id);
+        let value = match self.slots.get_mut(slot) {
+            Some(s) if s.id == *id => s.value.take()?,
+            _ => return None,
+        };
+        self.free.push(slot as u32);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The values held and their ids, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Id, &T)> {
+        self.slots.iter().filter_map(|s| Some((s.id, s.value.as_ref()?)))
+    }
+}
+
+impl<T> Index<&Id> for IdTable<T> {
+    type Output = T;
+
+    fn index(&self, id: &Id) -> &T {
+        self.get(id).expect("id of a value the table holds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_id_never_finds_the_value_that_took_its_slot() {
+        let mut t = IdTable::default();
+        let a = t.insert("a");
+        assert_eq!(t.remove(&a), Some("a"));
+        assert_eq!(t.remove(&a), None);
+        let b = t.insert("b");
+        assert_eq!(IdTable::<&str>::slot_of(a), IdTable::<&str>::slot_of(b), "the slot is reused");
+        assert_eq!(t.get(&a), None);
+        assert!(!t.contains_key(&a));
+        assert_eq!(t.get(&b), Some(&"b"));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn ids_are_unique_and_ordered_by_creation_whatever_slot_they_get() {
+        let mut t = IdTable::default();
+        let mut ids = Vec::new();
+        for i in 0..100u32 {
+            let expected = t.next_id();
+            let id = t.insert(i);
+            assert_eq!(id, expected);
+            ids.push(id);
+            if i % 3 == 0 {
+                // Free an older slot so the next value lands below the newest.
+                let old = ids[(i / 2) as usize];
+                t.remove(&old);
+            }
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "creation order");
+        let held: Vec<u32> = ids.iter().filter_map(|id| t.get(id).copied()).collect();
+        assert_eq!(held.len(), t.len());
+        let mut listed: Vec<(Id, u32)> = t.iter().map(|(id, v)| (id, *v)).collect();
+        listed.sort_unstable();
+        let expected: Vec<(Id, u32)> = ids.iter().filter_map(|id| Some((*id, *t.get(id)?))).collect();
+        assert_eq!(listed, expected);
+        assert!(t.slots.len() < 100, "freed slots were reused: {}", t.slots.len());
+    }
+
+    #[test]
+    fn values_change_in_place_and_unknown_ids_are_absent() {
+        let mut t = IdTable::default();
+        let a = t.insert(1);
+        *t.get_mut(&a).unwrap() += 41;
+        assert_eq!(t[&a], 42);
+        assert_eq!(t.get(&(a + (1 << SLOT_BITS))), None, "same slot, another id");
+        assert_eq!(t.get(&12345), None, "slot never used");
+        assert_eq!(t.get_mut(&12345), None);
+        assert_eq!(t.remove(&12345), None);
+    }
+}
