@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use agentgraph_proto::TrafficDirection;
 use foldhash::{HashMap, HashMapExt};
+use smallvec::SmallVec;
 
 use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
@@ -147,7 +148,9 @@ type GroupId = crate::table::Id;
 /// and the whole list goes with the last call it holds.
 #[derive(Debug, Default)]
 struct CallList {
-    ids: Vec<CallId>,
+    /// Inline up to two: an exchange's list holds one call until its other copy comes, and a
+    /// heap allocation for each would cost more than the rest of keeping it.
+    ids: SmallVec<[CallId; 2]>,
     /// Listed calls not yet emitted.
     held: usize,
     /// Length at which the list is next pruned.
@@ -161,9 +164,9 @@ impl CallList {
     }
 
     /// Keeps the calls `keep` accepts, if the list is due for pruning.
-    fn prune(&mut self, keep: impl FnMut(&CallId) -> bool) {
+    fn prune(&mut self, mut keep: impl FnMut(&CallId) -> bool) {
         if self.ids.len() >= self.prune_at.max(MAX_CANDIDATES) {
-            self.ids.retain(keep);
+            self.ids.retain(|c| keep(c));
             self.prune_at = 2 * self.ids.len();
         }
     }
@@ -206,6 +209,12 @@ struct Observation {
     /// Connection on which the request waits for its response.
     pending_on: Option<ConnKey>,
 }
+
+/// Requests waiting for their response on one connection, oldest first: (call, proxy side).
+/// Nearly always one (HTTP/1.1 keep-alive answers in order; HTTP/2 multiplexes a few), so the
+/// first two are kept inline: every request record adds an entry and its response removes it,
+/// and a heap allocation each time cost more than the rest of those steps.
+type WaitingRequests = SmallVec<[(CallId, usize); 2]>;
 
 /// A connection as one proxy saw it: a 64-bit hash of node, direction, addresses and ports.
 /// Hashed once per record rather than kept whole: every record looks it up, and a whole key
@@ -389,7 +398,7 @@ pub struct Engine {
     groups: IdTable<Group>,
     by_trace: HashMap<u128, GroupId>,
     by_request_id: HashMap<Arc<str>, GroupId>,
-    pending: HashMap<ConnKey, VecDeque<(CallId, usize)>>,
+    pending: HashMap<ConnKey, WaitingRequests>,
     /// Calls still missing one proxy side's copy, by exchange and missing side.
     twins: HashMap<u64, CallList>,
     /// Calls each pod serves.
@@ -712,7 +721,7 @@ impl Engine {
             // Even when the other side already saw the response, this side's response is still
             // to come and must pair with this request.
             o.pending_on = Some(conn);
-            self.pending.entry(conn).or_default().push_back((id, slot));
+            self.pending.entry(conn).or_default().push((id, slot));
             let g = call.group;
             self.touch(g, r.time);
             return;
@@ -729,7 +738,7 @@ impl Engine {
         call.in_flight_at_start = in_flight;
         call.claims_in_flight = !own_request;
         call.obs[slot].pending_on = Some(conn);
-        self.pending.entry(conn).or_default().push_back((id, slot));
+        self.pending.entry(conn).or_default().push((id, slot));
         self.expiries.push((r.time + self.config.response_timeout, id));
     }
 
@@ -1580,6 +1589,9 @@ impl Engine {
                 self.by_request_id.remove(r);
             }
         }
+        for id in &group.calls {
+            self.calls.prefetch(id);
+        }
         self.learn(&group.calls);
         let mut calls: Vec<(CallId, Call)> =
             group.calls.iter().filter_map(|id| self.calls.remove(id).map(|c| (*id, c))).collect();
@@ -1705,7 +1717,7 @@ fn is_ancestor_or_self(calls: &IdTable<Call>, candidate: CallId, of: CallId) -> 
     false
 }
 
-fn remove_pending(pending: &mut HashMap<ConnKey, VecDeque<(CallId, usize)>>, conn: &ConnKey, id: CallId) {
+fn remove_pending(pending: &mut HashMap<ConnKey, WaitingRequests>, conn: &ConnKey, id: CallId) {
     if let Some(q) = pending.get_mut(conn) {
         q.retain(|(c, _)| *c != id);
         if q.is_empty() {
