@@ -183,9 +183,9 @@ impl CallList {
 }
 
 /// Where a call's server runs: its pod, or its address when it has none. A pod is a 64-bit
-/// hash of its `namespace/pod` name: places are only compared and keyed on, several times per
-/// call, and comparing and hashing the names (and counting references to them) cost more than
-/// the rest of those steps.
+/// hash of its `namespace/pod` name, computed once per endpoint ([`EndpointInfo::pod_key`]):
+/// places are only compared and keyed on, several times per call, and comparing and hashing the
+/// names (and counting references to them) cost more than the rest of those steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Place {
     Pod(u64),
@@ -196,7 +196,7 @@ fn place(p: &Peer) -> Option<Place> {
     if p.info.pod.is_empty() {
         return p.ip.map(Place::Addr);
     }
-    Some(Place::Pod(seeded_hash(0x706f_6473, p.info.pod.as_bytes())))
+    Some(Place::Pod(p.info.pod_key()))
 }
 
 /// One proxy's record of a call: egress (client side, slot 0) or ingress (server side, slot 1).
@@ -1797,12 +1797,12 @@ mod tests {
 
     fn peer(agent: &str, pod: &str, last_octet: u8, port: u16) -> Peer {
         Peer {
-            info: Arc::new(EndpointInfo {
-                agent: Arc::from(agent),
-                source: crate::names::NameSource::Strong,
-                pod: Arc::from(pod),
-                family: Arc::from(agent),
-            }),
+            info: Arc::new(EndpointInfo::new(
+                Arc::from(agent),
+                crate::names::NameSource::Strong,
+                Arc::from(pod),
+                Arc::from(agent),
+            )),
             ip: Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, last_octet))),
             port,
         }

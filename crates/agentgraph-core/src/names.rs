@@ -36,6 +36,21 @@ pub struct EndpointInfo {
     /// `namespace/<pod name without hash suffixes>`: the key under which a strong name learned
     /// from one pod of a ReplicaSet also names its siblings seen without labels.
     pub family: Arc<str>,
+    /// A 64-bit hash of `pod`, computed once per endpoint: the engine keys a pod's calls by it
+    /// several times per call, and hashing the name each time showed in profiles.
+    pod_key: u64,
+}
+
+impl EndpointInfo {
+    pub fn new(agent: Arc<str>, source: NameSource, pod: Arc<str>, family: Arc<str>) -> Self {
+        let pod_key = seeded_hash(0x706f_6473, pod.as_bytes());
+        EndpointInfo { agent, source, pod, family, pod_key }
+    }
+
+    /// A 64-bit hash of [`EndpointInfo::pod`].
+    pub fn pod_key(&self) -> u64 {
+        self.pod_key
+    }
 }
 
 /// Names endpoints, caching by the endpoint's raw JSON (the same pod prints the same bytes).
@@ -179,12 +194,7 @@ impl AgentNamer {
                 }
                 None => self.strings.get(&format!("{namespace}/unknown")),
             };
-            return EndpointInfo {
-                agent,
-                source: NameSource::Reserved,
-                pod: self.strings.get(""),
-                family: self.strings.get(""),
-            };
+            return EndpointInfo::new(agent, NameSource::Reserved, self.strings.get(""), self.strings.get(""));
         }
 
         let base = strip_pod_suffixes(&pod_name);
@@ -205,7 +215,7 @@ impl AgentNamer {
             (base.to_string(), NameSource::Weak)
         };
         let agent = self.strings.get(&format!("{namespace}/{workload}"));
-        EndpointInfo { agent, source, pod, family }
+        EndpointInfo::new(agent, source, pod, family)
     }
 }
 

@@ -36,12 +36,12 @@ fn pod(i: usize) -> Peer {
         _ => ("llm/llm-gateway", "llm-a"),
     };
     Peer {
-        info: Arc::new(EndpointInfo {
-            agent: Arc::from(agent),
-            source: NameSource::Strong,
-            pod: Arc::from(format!("ns/{name}")),
-            family: Arc::from(agent),
-        }),
+        info: Arc::new(EndpointInfo::new(
+            Arc::from(agent),
+            NameSource::Strong,
+            Arc::from(format!("ns/{name}")),
+            Arc::from(agent),
+        )),
         ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1))),
         port: 8080,
     }
