@@ -122,7 +122,8 @@ pub struct EngineStats {
     pub unlearned_decisions: u64,
 }
 
-/// Calls are kept in an [`IdTable`]; their ids compare in creation order.
+/// Calls are kept in an [`IdTable`]; their ids compare in creation order (until the table's
+/// 32-bit sequence wraps, which only reorders ties).
 type CallId = crate::table::Id;
 
 /// Timing statistics learned by an engine, by (agent, path).
@@ -139,7 +140,8 @@ impl TimingModel {
         self.0.is_empty()
     }
 }
-/// Requests being assembled are kept in an [`IdTable`]; their ids compare in creation order.
+/// Requests being assembled are kept in an [`IdTable`]; their ids compare in creation order
+/// (until the table's 32-bit sequence wraps, which only reorders ties).
 type GroupId = crate::table::Id;
 
 /// Calls listed under one key (a pod's incoming calls, an exchange still missing a copy),
@@ -1575,6 +1577,20 @@ impl Engine {
         }
     }
 
+    /// Drops emitted requests from `group_order`, which is read only when the engine is full
+    /// (or at the end): from its front, and all of them once they outnumber the open ones, so
+    /// that a long-lived request at the front does not hold the queue growing behind it (a
+    /// collector that never fills up would otherwise keep every request's id forever).
+    fn forget_emitted_order(&mut self) {
+        while self.group_order.front().is_some_and(|g| !self.groups.contains_key(g)) {
+            self.group_order.pop_front();
+        }
+        if self.group_order.len() > 2 * self.groups.len() + 1024 {
+            let groups = &self.groups;
+            self.group_order.retain(|g| groups.contains_key(g));
+        }
+    }
+
     /// Builds the request graph of group `g`, removes its state and queues the graph.
     fn emit(&mut self, g: GroupId) {
         let Some(group) = self.groups.remove(&g) else { return };
@@ -1589,6 +1605,7 @@ impl Engine {
                 self.by_request_id.remove(r);
             }
         }
+        self.forget_emitted_order();
         for id in &group.calls {
             self.calls.prefetch(id);
         }
@@ -1828,6 +1845,34 @@ mod tests {
             response_bytes: None,
             tiebreak: time_ms as u64,
         }
+    }
+
+    #[test]
+    fn emitted_requests_leave_no_trace_in_the_engine() {
+        // A collector that never reaches `max_open_calls`: one long-lived request stays open
+        // (an unanswered call, renewed by later calls of its own request) while 20,000 others
+        // come and go. What the engine holds must follow what is open, not what was seen.
+        let config = EngineConfig { response_timeout: 3_600 * SEC, ..EngineConfig::default() };
+        let mut engine = Engine::new(config, NormalizeConfig::default());
+        let gateway = |port| peer("ingress/gateway", "ingress/gateway-1", 1, port);
+        let agent = || peer("agents/worker", "agents/worker-1", 2, 8080);
+        engine.push(request(0, gateway(1), agent(), "long", None));
+        for k in 1..20_000i64 {
+            let port = 10_000 + (k % 50_000) as u16;
+            engine.push(request(k * 10, gateway(port), agent(), &format!("r{k}"), None));
+            let mut answer = request(k * 10 + 5, gateway(port), agent(), &format!("r{k}"), None);
+            answer.is_response = true;
+            answer.status = 200;
+            answer.latency_ns = (5 * MS) as u64;
+            engine.push(answer);
+            if k % 100 == 0 {
+                engine.push(request(k * 10, gateway(2), agent(), "long", None));
+            }
+            let _ = engine.drain().count();
+        }
+        assert!(engine.open_requests() < 1_000, "{} open", engine.open_requests());
+        assert!(engine.group_order.len() <= 2 * engine.open_requests() + 1024, "{} in order", engine.group_order.len());
+        assert!(engine.calls.len() < 2_000, "{} calls held", engine.calls.len());
     }
 
     #[test]

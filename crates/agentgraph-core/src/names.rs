@@ -31,7 +31,8 @@ pub enum NameSource {
 pub struct EndpointInfo {
     pub agent: Arc<str>,
     pub source: NameSource,
-    /// `namespace/pod`, empty when the endpoint has no pod.
+    /// `namespace/pod`, empty when the endpoint has no pod. Set only by [`EndpointInfo::new`],
+    /// which derives the pod's key from it.
     pub pod: Arc<str>,
     /// `namespace/<pod name without hash suffixes>`: the key under which a strong name learned
     /// from one pod of a ReplicaSet also names its siblings seen without labels.
@@ -42,6 +43,7 @@ pub struct EndpointInfo {
 }
 
 impl EndpointInfo {
+    /// An endpoint's names; its pod's key is computed here, once.
     pub fn new(agent: Arc<str>, source: NameSource, pod: Arc<str>, family: Arc<str>) -> Self {
         let pod_key = seeded_hash(0x706f_6473, pod.as_bytes());
         EndpointInfo { agent, source, pod, family, pod_key }

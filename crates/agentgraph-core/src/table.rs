@@ -1,9 +1,9 @@
-//! A table of values under ids it hands out itself: the engine's open calls, looked up several
-//! times per record.
+//! A table of values under ids it hands out itself: the engine's open calls and requests, looked
+//! up several times per record.
 //!
 //! Why not a hash map: an id here names its slot, so a lookup is one bounds check and one
 //! comparison, and touches only the value's memory (a hash map also reads its control bytes,
-//! elsewhere in memory; with a few hundred thousand calls open, both miss the cache). A freed slot
+//! elsewhere in memory; with tens of thousands of calls open, both miss the cache). A freed slot
 //! is reused first, while its memory is still cached. The table grows to the most values held at
 //! once and keeps that size, as a hash map does.
 
@@ -12,9 +12,11 @@ use std::ops::Index;
 /// An id: creation sequence number in the high 32 bits, slot in the low 32. Ids compare in
 /// creation order (the engine breaks ties between calls by age), and an id whose value was
 /// removed never finds the value that took its slot next. The sequence wraps after 2^32 ids:
-/// an id is then reused only if the value that had it is still held after four billion others
-/// were created, which the engine's expiry rules out, and order comparisons across the wrap only
-/// break ties between values of the same time.
+/// a removed id could then find a new value again if a stale copy of it (a timer, a list of
+/// candidates, the order of requests) outlived four billion insertions into the same slot. The
+/// engine's stale copies expire with event time (timers within the response timeout, lists
+/// when pruned, the order of requests as they are emitted), long before that. Order
+/// comparisons across the wrap only reorder ties between values of the same time.
 pub(crate) type Id = u64;
 
 const SLOT_BITS: u32 = 32;
@@ -49,6 +51,8 @@ impl<T> IdTable<T> {
     }
 
     pub(crate) fn insert(&mut self, value: T) -> Id {
+        // Unreachable in memory (2^32 slots of calls), but a slot must fit its bits.
+        debug_assert!(self.slots.len() < u32::MAX as usize, "the id table is full");
         let id = self.next_id();
         self.sequence = self.sequence.wrapping_add(1);
         self.len += 1;
@@ -103,11 +107,14 @@ impl<T> IdTable<T> {
         #[cfg(target_arch = "x86_64")]
         if let Some(slot) = self.slots.get(Self::slot_of(*id)) {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let start: *const i8 = (slot as *const Slot<T>).cast();
-            for offset in (0..std::mem::size_of::<Slot<T>>()).step_by(64) {
-                // SAFETY: a prefetch only hints the cache; it never faults, and the address lies
-                // within the slot borrowed here. SSE is part of the x86_64 baseline.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) }
+            const LINE: usize = 64;
+            let start = slot as *const Slot<T> as usize;
+            let end = start + std::mem::size_of::<Slot<T>>();
+            // Every cache line the slot touches, from the one holding its first byte.
+            for line in (start & !(LINE - 1)..end).step_by(LINE) {
+                // SAFETY: a prefetch only hints the cache: it never faults and reads nothing
+                // into the program, whatever the address. SSE is part of the x86_64 baseline.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
