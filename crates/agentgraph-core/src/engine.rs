@@ -539,7 +539,7 @@ impl Engine {
         let time = record.time;
         if time < self.now {
             self.stats.late_records += 1;
-            self.process(record);
+            self.process(&record);
             return;
         }
         self.newest = self.newest.max(time);
@@ -652,10 +652,10 @@ impl Engine {
         }
         self.last_released = key;
         self.advance(b.time);
-        self.process(b.record);
+        self.process(&b.record);
     }
 
-    fn process(&mut self, r: HttpRecord) {
+    fn process(&mut self, r: &HttpRecord) {
         if r.is_response {
             self.stats.http_responses += 1;
             self.on_response(r);
@@ -708,11 +708,11 @@ impl Engine {
             .map(|(_, id)| id)
     }
 
-    fn on_request(&mut self, r: HttpRecord) {
+    fn on_request(&mut self, r: &HttpRecord) {
         let slot = Self::slot(r.direction);
-        let key = Self::dedup_key(&r);
-        let conn = Self::conn_key(&r);
-        if let Some(id) = self.find_twin(&r, key, slot) {
+        let key = Self::dedup_key(r);
+        let conn = Self::conn_key(r);
+        if let Some(id) = self.find_twin(r, key, slot) {
             self.stats.duplicate_requests += 1;
             let call = self.calls.get_mut(&id).expect("twin exists");
             let o = &mut call.obs[slot];
@@ -729,7 +729,7 @@ impl Engine {
             return;
         }
         self.make_room();
-        let id = self.new_call(&r, key, slot);
+        let id = self.new_call(r, key, slot);
         let (in_flight, own_request) = self.in_flight_at(id, r.time);
         // The calls in flight on the client's pod may be this call's parent: their request waits
         // until this call is decided, even if they answer first (a client that gave up).
@@ -744,17 +744,17 @@ impl Engine {
         self.expiries.push((r.time + self.config.response_timeout, id));
     }
 
-    fn on_response(&mut self, r: HttpRecord) {
+    fn on_response(&mut self, r: &HttpRecord) {
         let slot = Self::slot(r.direction);
-        let conn = Self::conn_key(&r);
-        if let Some(id) = self.match_pending(&conn, &r) {
-            self.complete(id, slot, &r);
+        let conn = Self::conn_key(r);
+        if let Some(id) = self.match_pending(&conn, r) {
+            self.complete(id, slot, r);
             return;
         }
         // No request waits on this connection: the request lies before the start of the input,
         // or only the other side's proxy recorded it.
-        let key = Self::dedup_key(&r);
-        if let Some(id) = self.find_twin(&r, key, slot) {
+        let key = Self::dedup_key(r);
+        if let Some(id) = self.find_twin(r, key, slot) {
             let call = self.calls.get_mut(&id).expect("twin exists");
             let o = &mut call.obs[slot];
             o.present = true;
@@ -763,17 +763,17 @@ impl Engine {
             if r.latency_ns > 0 {
                 o.start = Some(r.time - r.latency_ns as Nanos);
             }
-            self.complete(id, slot, &r);
+            self.complete(id, slot, r);
             return;
         }
         self.stats.orphan_responses += 1;
         self.make_room();
-        let id = self.new_call(&r, key, slot);
+        let id = self.new_call(r, key, slot);
         let call = self.calls.get_mut(&id).expect("just made");
         let o = &mut call.obs[slot];
         o.end = Some(r.time);
         o.start = (r.latency_ns > 0).then(|| r.time - r.latency_ns as Nanos);
-        self.complete(id, slot, &r);
+        self.complete(id, slot, r);
         self.adopt_children(id);
     }
 
@@ -1610,7 +1610,7 @@ impl Engine {
             self.calls.prefetch(id);
         }
         self.learn(&group.calls);
-        let mut calls: Vec<(CallId, Call)> =
+        let calls: Vec<(CallId, Call)> =
             group.calls.iter().filter_map(|id| self.calls.remove(id).map(|c| (*id, c))).collect();
         for (id, c) in &calls {
             for o in &c.obs {
@@ -1641,12 +1641,18 @@ impl Engine {
         }
         let estimated_start =
             |id: &CallId, c: &Call| c.start().or_else(|| earliest_child.get(id).copied()).or(c.closed_at).unwrap_or(0);
-        // An estimated start ties with its first child; the parent sorts first.
-        calls.sort_by_key(|(id, c)| (estimated_start(id, c), c.start().is_some(), *id));
-        let index: HashMap<CallId, usize> = calls.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        // An estimated start ties with its first child; the parent sorts first. The calls stay
+        // where they are and their keys are sorted: a call is some 500 bytes to move.
+        let mut order: Vec<(Nanos, bool, CallId, usize)> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (id, c))| (estimated_start(id, c), c.start().is_some(), *id, i))
+            .collect();
+        order.sort_unstable();
+        let index: HashMap<CallId, usize> = order.iter().enumerate().map(|(pos, &(_, _, id, _))| (id, pos)).collect();
         let namer = self.normalizer.namer();
         let records: Vec<CallRecord> =
-            calls.iter().map(|(id, c)| to_record(c, estimated_start(id, c), &index, namer)).collect();
+            order.iter().map(|&(start, _, _, i)| to_record(&calls[i].1, start, &index, namer)).collect();
         if records.is_empty() {
             // Nothing left to report (its calls went with another request).
             return;
