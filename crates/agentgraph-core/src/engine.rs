@@ -126,12 +126,12 @@ pub struct EngineStats {
 /// 32-bit sequence wraps, which only reorders ties).
 type CallId = crate::table::Id;
 
-/// Timing statistics learned by an engine, by (agent, path).
+/// Timing statistics learned by an engine, by (agent, route: the path with its ids as `{id}`).
 #[derive(Clone, Debug, Default)]
 pub struct TimingModel(HashMap<(Arc<str>, Arc<str>), EdgeTiming>);
 
 impl TimingModel {
-    /// Number of (agent, path) pairs with statistics.
+    /// Number of (agent, route) pairs with statistics.
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -232,6 +232,9 @@ struct Call {
     server: Peer,
     method: Arc<str>,
     path: Arc<str>,
+    /// The path with its ids as `{id}` ([`crate::record::route_of`]): with the server agent,
+    /// what kind of call this is for the timing statistics.
+    route: Arc<str>,
     url_key: u64,
     /// What kind of call this is, for the timing statistics and the call-sequence model: a hash
     /// of its server agent and path, computed once (the inference asks for it many times).
@@ -415,11 +418,11 @@ pub struct Engine {
     /// Calls awaiting a joint parent decision, by the pod that made them.
     pending_children: HashMap<Place, Vec<CallId>>,
     resolve_checks: TimeQueue<(Nanos, Place)>,
-    /// Timing statistics learned from unambiguous parents, by (agent, path).
+    /// Timing statistics learned from unambiguous parents, by (agent, route).
     timing: HashMap<(Arc<str>, Arc<str>), EdgeTiming>,
     /// Timing statistics of all agents together, used for an agent not yet known well.
     global_timing: EdgeTiming,
-    /// The (agent, path) of every parent that took part in a joint decision: whose statistics
+    /// The (agent, route) of every parent that took part in a joint decision: whose statistics
     /// matter.
     joint_parents: foldhash::HashSet<(Arc<str>, Arc<str>)>,
     /// The joint search's working memory, reused from one problem to the next.
@@ -894,6 +897,7 @@ impl Engine {
             end: None,
             pending_on: None,
         };
+        let route = self.normalizer.route(&r.path);
         let call = Call {
             group,
             client: r.client.clone(),
@@ -902,7 +906,8 @@ impl Engine {
             path: r.path.clone(),
             url_key: r.url_key,
             // Never END (0).
-            kind: seeded_hash(0x6b69_6e64, (r.server.info.agent.as_bytes(), r.path.as_bytes())) | 1,
+            kind: seeded_hash(0x6b69_6e64, (r.server.info.agent.as_bytes(), route.as_bytes())) | 1,
+            route,
             dedup_key,
             request_id: r.request_id.clone(),
             trace_id: r.trace_id,
@@ -1363,7 +1368,7 @@ impl Engine {
                         Some(Span { start: s, end: e.unwrap_or(s), kind: k.kind })
                     })
                     .collect();
-                let key = (pc.server.info.agent.clone(), pc.path.clone());
+                let key = (pc.server.info.agent.clone(), pc.route.clone());
                 let timing = self.timing.get(&key).unwrap_or(&empty);
                 joint_parents.push(key);
                 ParentSlot {
@@ -1546,7 +1551,10 @@ impl Engine {
                 self.timing.clear();
             }
             let parent = Span { start: s, end: e, kind: c.kind };
-            self.timing.entry((c.server.info.agent.clone(), c.path.clone())).or_default().learn(parent, &kids, certain);
+            self.timing
+                .entry((c.server.info.agent.clone(), c.route.clone()))
+                .or_default()
+                .learn(parent, &kids, certain);
             if !kids.is_empty() {
                 self.global_timing.learn(parent, &kids, certain);
             }

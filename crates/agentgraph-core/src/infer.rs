@@ -1,5 +1,5 @@
 //! Timing inference for calls whose parent the flows cannot name: statistics learned per
-//! (agent, path) from unambiguous parents — whether a call makes calls at all, the offset of its
+//! (agent, route: the path with its ids as `{id}`) from unambiguous parents — whether a call makes calls at all, the offset of its
 //! first call, the gaps between consecutive calls (start-to-start when they run in parallel,
 //! end-to-start in sequence), the time from the last call to its answer, and the order of the
 //! kinds of calls — and a beam search that assigns a pod's ambiguous outgoing calls (single
@@ -258,7 +258,7 @@ impl<K: std::hash::Hash + Eq> LnCounts<K> {
     }
 }
 
-/// What unambiguous calls of one (agent, path) taught about the calls they make.
+/// What unambiguous calls of one (agent, route) taught about the calls they make.
 #[derive(Clone, Debug, Default)]
 pub struct EdgeTiming {
     pub with_children: u32,

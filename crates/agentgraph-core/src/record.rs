@@ -1,6 +1,7 @@
 //! The engine's compact record of one L7 HTTP request or response, and the normalizer that builds
 //! it from a decoded flow: agent names, connection, trace and request ids, context size.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -214,6 +215,15 @@ impl Normalizer {
         &self.namer
     }
 
+    /// The route of a call's path ([`route_of`]), shared with the path itself when it has no
+    /// id to replace.
+    pub fn route(&mut self, path: &Arc<str>) -> Arc<str> {
+        match route_of(path) {
+            Cow::Borrowed(_) => path.clone(),
+            Cow::Owned(route) => self.namer.intern(&route),
+        }
+    }
+
     /// Normalizes one flow.
     pub fn normalize(&mut self, f: &FlowView<'_>) -> Normalized {
         if f.flow_type != FlowType::L7 && f.flow_type != FlowType::Unknown {
@@ -334,6 +344,33 @@ impl Normalizer {
 
 /// Splits `scheme://host:port/path?query` into host (without port) and path (without query).
 /// Byte scans rather than `str` patterns: it runs on every record.
+/// A path's route: each segment that looks like an id replaced by `{id}`, so that
+/// `/v1/threads/thread_8fK2…/runs` and its siblings are one kind of call for the timing
+/// statistics (agent APIs put thread, run and job ids in their paths; with the raw path as key,
+/// every such call would be a kind of its own, never learned). An id is a segment of digits, or
+/// of at least eight characters with at least three digits (UUIDs, long hex strings, tokens);
+/// versions (`v1`, `v1beta1`), words and model names with a digit or two (`gpt-4o-mini`) stay.
+pub fn route_of(path: &str) -> Cow<'_, str> {
+    let looks_like_id = |len: usize, digits: usize| digits > 0 && (digits == len || (len >= 8 && digits >= 3));
+    // One pass for the common answer, "no id" (it runs for every call).
+    let (mut len, mut digits, mut any) = (0, 0, false);
+    for &c in path.as_bytes() {
+        if c == b'/' {
+            any |= looks_like_id(len, digits);
+            (len, digits) = (0, 0);
+        } else {
+            len += 1;
+            digits += usize::from(c.is_ascii_digit());
+        }
+    }
+    if !(any || looks_like_id(len, digits)) {
+        return Cow::Borrowed(path);
+    }
+    let id = |s: &str| looks_like_id(s.len(), s.bytes().filter(u8::is_ascii_digit).count());
+    let segments: Vec<&str> = path.split('/').map(|s| if id(s) { "{id}" } else { s }).collect();
+    Cow::Owned(segments.join("/"))
+}
+
 fn split_url(url: &str) -> (&str, &str) {
     let bytes = url.as_bytes();
     // `://`, found by its colon (comparing three-byte windows calls memcmp for each).
@@ -450,6 +487,25 @@ pub fn hash_pair(a: &[u8], b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_replaces_ids_and_keeps_names() {
+        let cases = [
+            ("/v1/chat/completions", "/v1/chat/completions"),
+            ("/v1beta1/models/gpt-4o-mini:generate", "/v1beta1/models/gpt-4o-mini:generate"),
+            ("/v1/threads/thread_8fK2x9Qa1/runs", "/v1/threads/{id}/runs"),
+            ("/jobs/45547d9d-0b9e-4d4d-a2a4-c12e779409b9", "/jobs/{id}"),
+            ("/reviews/0", "/reviews/{id}"),
+            ("/orders/12345/items/7", "/orders/{id}/items/{id}"),
+            ("/blob/sha256", "/blob/sha256"),
+            ("/", "/"),
+            ("", ""),
+        ];
+        for (path, route) in cases {
+            assert_eq!(route_of(path), route, "{path}");
+        }
+        assert!(matches!(route_of("/v1/chat/completions"), Cow::Borrowed(_)), "no copy without an id");
+    }
 
     #[test]
     fn splits_urls() {

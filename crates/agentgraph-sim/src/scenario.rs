@@ -83,6 +83,7 @@ pub struct Entry {
     /// The client agent (e.g. an ingress gateway) that sends each request.
     pub from: String,
     pub to: String,
+    /// Each `{id}` in it is replaced by a fresh id per call.
     #[serde(default = "default_entry_path")]
     pub path: String,
     #[serde(default = "default_request_bytes")]
@@ -135,6 +136,7 @@ pub struct CallSpec {
     /// The agent called; `external:<host>` is an API outside the cluster, seen only at L3/L4
     /// plus DNS.
     pub to: String,
+    /// Each `{id}` in it is replaced by a fresh id per call (`/v1/threads/{id}/runs`).
     #[serde(default = "default_call_path")]
     pub path: String,
     #[serde(default = "default_method")]

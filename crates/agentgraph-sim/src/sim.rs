@@ -81,6 +81,13 @@ pub struct SimSummary {
     pub simulated_ns: i64,
 }
 
+/// Written in a call's path, replaced by a fresh id per call (`/v1/threads/{id}/runs`).
+pub const PATH_ID: &str = "{id}";
+
+fn uuid_from(h: &str) -> String {
+    format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
 struct AgentRuntime {
     spec: Agent,
     pods: Vec<EndpointJson>,
@@ -317,6 +324,8 @@ pub struct Simulator<'s> {
     l7_caches: Vec<L7Cache>,
     seq: u64,
     next_port: u16,
+    /// Ids written into paths (see [`PATH_ID`]).
+    path_ids: Rng,
     summary: SimSummary,
 }
 
@@ -331,6 +340,7 @@ impl<'s> Simulator<'s> {
             })
             .collect();
         let correlation = opts.correlation.unwrap_or(scenario.correlation);
+        let path_ids = Rng::new(opts.seed ^ 0x7061_7468_5f69_6473);
         Simulator {
             scenario,
             opts,
@@ -342,6 +352,7 @@ impl<'s> Simulator<'s> {
             l7_caches: (0..scenario.nodes).map(|_| L7Cache::default()).collect(),
             seq: 0,
             next_port: 32768,
+            path_ids,
             summary: SimSummary::default(),
         }
     }
@@ -489,8 +500,18 @@ impl<'s> Simulator<'s> {
     }
 
     fn uuid(&mut self) -> String {
-        let h = self.rng.hex(32);
-        format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+        uuid_from(&self.rng.hex(32))
+    }
+
+    /// A call's path with each `{id}` replaced by a fresh id. The ids come from a stream of
+    /// their own, so a scenario with ids in its paths runs exactly as the one without.
+    fn path_with_ids(&mut self, path: &str) -> String {
+        let mut out = path.to_string();
+        while let Some(at) = out.find(PATH_ID) {
+            let id = uuid_from(&self.path_ids.hex(32));
+            out.replace_range(at..at + PATH_ID.len(), &id);
+        }
+        out
     }
 
     fn agent_index(&self, name: &str) -> usize {
@@ -539,7 +560,7 @@ impl<'s> Simulator<'s> {
             client: client.clone(),
             server: server.clone(),
             method: method.into(),
-            path: path.into(),
+            path: self.path_with_ids(path),
             host: spec.name.clone(),
             start: t0,
             server_start,
