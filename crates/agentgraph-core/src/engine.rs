@@ -428,7 +428,35 @@ pub struct Engine {
     /// The joint search's working memory, reused from one problem to the next.
     search: SearchBuffers,
     /// Ids handed out already, to keep ids unique when a trace or request id recurs.
-    id_uses: HashMap<String, u32>,
+    id_uses: IdUses,
+}
+
+/// How often each request id was handed out lately, to keep ids unique when a trace or request
+/// id recurs (retries, a request split by a long gap). Two generations of up to 2^19 ids each,
+/// keyed by a 64-bit hash of the id: an id stays unique against at least the last 524,288
+/// requests, in 16–32 MB at most. (A map of the id strings, cleared at a million, grew past
+/// 100 MB in a long-running collector and, once cleared, forgot every id at once.)
+#[derive(Default)]
+struct IdUses {
+    current: HashMap<u64, u32>,
+    previous: HashMap<u64, u32>,
+}
+
+impl IdUses {
+    const GENERATION: usize = 1 << 19;
+
+    /// Counts one more use of `id`; returns the count so far (1: its first use).
+    fn count(&mut self, id: &str) -> u32 {
+        let key = seeded_hash(0x6964_7573_6573, id.as_bytes());
+        let earlier = self.previous.get(&key).copied().unwrap_or(0);
+        let uses = self.current.entry(key).or_insert(earlier);
+        *uses += 1;
+        let count = *uses;
+        if self.current.len() >= Self::GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        count
+    }
 }
 
 impl Engine {
@@ -460,7 +488,7 @@ impl Engine {
             global_timing: EdgeTiming::default(),
             joint_parents: Default::default(),
             search: SearchBuffers::default(),
-            id_uses: HashMap::new(),
+            id_uses: IdUses::default(),
         }
     }
 
@@ -1692,13 +1720,8 @@ impl Engine {
             }
             Correlation::Inferred => synthesized_id(&records[root]),
         };
-        let uses = self.id_uses.entry(base_id.clone()).or_insert(0);
-        *uses += 1;
-        let id = if *uses == 1 { base_id } else { format!("{base_id}-{uses}") };
-        if self.id_uses.len() > 1_000_000 {
-            // Bounded: ids recur only within a short time, so forgetting old ones is safe.
-            self.id_uses.clear();
-        }
+        let uses = self.id_uses.count(&base_id);
+        let id = if uses == 1 { base_id } else { format!("{base_id}-{uses}") };
         self.stats.requests_emitted += 1;
         self.stats.calls_emitted += records.len() as u64;
         self.out.push(RequestGraph::new(id, correlation, records));
@@ -1859,6 +1882,23 @@ mod tests {
             response_bytes: None,
             tiebreak: time_ms as u64,
         }
+    }
+
+    #[test]
+    fn a_recurring_id_is_counted_across_generations_and_an_old_one_is_forgotten() {
+        let mut ids = IdUses::default();
+        assert_eq!(ids.count("a"), 1);
+        assert_eq!(ids.count("a"), 2);
+        for k in 0..IdUses::GENERATION {
+            ids.count(&k.to_string());
+        }
+        // "a" is in the previous generation now: still counted, and carried into the current one.
+        assert_eq!(ids.count("a"), 3);
+        for k in 0..2 * IdUses::GENERATION {
+            ids.count(&format!("x{k}"));
+        }
+        assert_eq!(ids.count("a"), 1, "forgotten after two generations without a use");
+        assert!(ids.current.len() + ids.previous.len() <= 2 * IdUses::GENERATION);
     }
 
     #[test]
