@@ -61,6 +61,11 @@ pub struct EngineConfig {
     pub clock_skew: Nanos,
     /// Most calls held at once; past it the oldest request is emitted early, and counted.
     pub max_open_calls: usize,
+    /// Most calls in one request; a request that reaches it is emitted early, counted, and its
+    /// trace and request id start a new request from then on. A client that sends one
+    /// `X-Request-Id` with everything, or a root span kept open for the life of a process,
+    /// would otherwise gather all its traffic into one request until `max_open_calls`.
+    pub max_request_calls: usize,
     /// Most records held in the reorder buffer; past it the oldest is processed early, counted.
     pub max_buffered_records: usize,
     /// Also learn timing statistics from parents whose children were inferred (for a first,
@@ -86,6 +91,7 @@ impl Default for EngineConfig {
             dedup_window: 100 * MS,
             clock_skew: 5 * MS,
             max_open_calls: 200_000,
+            max_request_calls: 10_000,
             max_buffered_records: 200_000,
             learn_from_inferred: false,
         }
@@ -111,7 +117,7 @@ pub struct EngineStats {
     pub repeated_records: u64,
     /// Records processed early because the reorder buffer was full.
     pub reorder_overflow: u64,
-    /// Requests emitted early because `max_open_calls` was reached.
+    /// Requests emitted early because `max_open_calls` or `max_request_calls` was reached.
     pub forced_requests: u64,
     pub requests_emitted: u64,
     pub calls_emitted: u64,
@@ -916,7 +922,12 @@ impl Engine {
 
     fn new_call(&mut self, r: &HttpRecord, dedup_key: u64, slot: usize) -> CallId {
         let dedup_key = Self::twin_key(dedup_key, 1 - slot);
-        let group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
+        let mut group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
+        if self.groups.get(&group).is_some_and(|g| g.calls.len() >= self.config.max_request_calls) {
+            // Emitting it unindexes its ids: the lookup now starts a new request.
+            self.emit_early(group);
+            group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
+        }
         let mut obs: [Observation; 2] = Default::default();
         obs[slot] = Observation {
             present: true,
@@ -1593,23 +1604,27 @@ impl Engine {
     fn make_room(&mut self) {
         while self.calls.len() >= self.config.max_open_calls {
             let Some(g) = self.group_order.pop_front() else { return };
-            if !self.groups.contains_key(&g) {
-                continue;
-            }
-            self.stats.forced_requests += 1;
-            let open: Vec<CallId> = self.groups[&g]
-                .calls
-                .iter()
-                .copied()
-                .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none()))
-                .collect();
-            for c in open {
-                self.close(c, self.now, true);
-            }
-            // Closing may have merged the group into another; emit whichever holds the calls.
             if self.groups.contains_key(&g) {
-                self.emit(g);
+                self.emit_early(g);
             }
+        }
+    }
+
+    /// Emits request `g` before it completes (counted): its open calls are closed unanswered.
+    fn emit_early(&mut self, g: GroupId) {
+        self.stats.forced_requests += 1;
+        let open: Vec<CallId> = self.groups[&g]
+            .calls
+            .iter()
+            .copied()
+            .filter(|c| self.calls.get(c).is_some_and(|c| c.closed_at.is_none()))
+            .collect();
+        for c in open {
+            self.close(c, self.now, true);
+        }
+        // Closing may have merged the group into another; emit whichever holds the calls.
+        if self.groups.contains_key(&g) {
+            self.emit(g);
         }
     }
 
@@ -1899,6 +1914,37 @@ mod tests {
         }
         assert_eq!(ids.count("a"), 1, "forgotten after two generations without a use");
         assert!(ids.current.len() + ids.previous.len() <= 2 * IdUses::GENERATION);
+    }
+
+    #[test]
+    fn a_request_id_sent_with_everything_makes_requests_of_bounded_size() {
+        // One client sends the same X-Request-Id with 1,000 calls in a row, and the last call
+        // is still open: requests of at most 100 calls come out, each counted as early.
+        let config = EngineConfig { max_request_calls: 100, ..EngineConfig::default() };
+        let mut engine = Engine::new(config, NormalizeConfig::default());
+        let client = |port| peer("ingress/load", "ingress/load-1", 1, port);
+        let agent = || peer("agents/worker", "agents/worker-1", 2, 8080);
+        let mut most_held = 0;
+        for k in 0..1_000i64 {
+            let port = 10_000 + k as u16;
+            engine.push(request(k * 10, client(port), agent(), "same-for-all", None));
+            if k < 999 {
+                let mut answer = request(k * 10 + 5, client(port), agent(), "same-for-all", None);
+                answer.is_response = true;
+                answer.status = 200;
+                answer.latency_ns = (5 * MS) as u64;
+                engine.push(answer);
+            }
+            most_held = most_held.max(engine.calls.len());
+        }
+        engine.finish();
+        let graphs: Vec<RequestGraph> = engine.drain().collect();
+        assert!(most_held <= 100, "{most_held} calls held at once");
+        assert_eq!(graphs.iter().map(|g| g.calls.len()).sum::<usize>(), 1_000, "every call reported once");
+        assert!(graphs.iter().all(|g| g.calls.len() <= 100));
+        assert_eq!(graphs.len(), 10);
+        assert_eq!(engine.stats().forced_requests, 9, "the last one completes at the end of input");
+        assert_eq!(engine.stats().unanswered_calls, 1, "only the call really left open");
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         linger: args.linger,
         clock_skew: args.clock_skew,
         max_open_calls: args.max_open_calls,
+        max_request_calls: args.max_request_calls,
         ..EngineConfig::default()
     };
     let open_input = || -> Result<(DumpReader, Vec<String>)> {
@@ -356,7 +357,12 @@ pub fn engine_warning(engine: &EngineStats) -> Option<String> {
     let problems: Vec<String> = [
         (engine.late_records, "record", "records", "arrived later than the reorder window (raise --reorder-window)"),
         (engine.reorder_overflow, "record", "records", "overflowed the reorder buffer"),
-        (engine.forced_requests, "request", "requests", "emitted early at the open-call limit (--max-open-calls)"),
+        (
+            engine.forced_requests,
+            "request",
+            "requests",
+            "emitted early at the open-call or request-size limit (--max-open-calls, --max-request-calls)",
+        ),
     ]
     .into_iter()
     .filter(|(n, ..)| *n > 0)

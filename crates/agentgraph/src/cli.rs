@@ -149,6 +149,10 @@ pub struct CollectArgs {
     /// Most calls held in memory; past it the oldest request is emitted early (counted).
     #[arg(long, value_name = "N")]
     pub max_open_calls: Option<usize>,
+    /// Most calls in one request (default 10000); a request that reaches it is emitted early
+    /// (counted) and its trace or request id starts a new one.
+    #[arg(long, value_name = "N")]
+    pub max_request_calls: Option<usize>,
     /// Log format: text or json.
     #[arg(long, env = "AGENTGRAPH_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -350,6 +354,12 @@ pub struct AnalyzeArgs {
     /// Most calls held in memory at once; past it the oldest request is emitted early.
     #[arg(long, default_value_t = 200_000, value_parser = at_least_one, value_name = "N")]
     pub max_open_calls: usize,
+
+    /// Most calls in one request; a request that reaches it is emitted early (counted) and its
+    /// trace or request id starts a new one (a client sending one X-Request-Id with
+    /// everything, a root span open for the life of a process).
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one, value_name = "N")]
+    pub max_request_calls: usize,
 
     /// Read the input once. By default, the input is first read to learn each agent's call
     /// timing, so parents that only timing can tell apart are decided with the statistics from

@@ -71,6 +71,8 @@ pub struct CollectConfig {
     pub response_timeout: String,
     pub linger: String,
     pub max_open_calls: usize,
+    /// Most calls in one request; past it the request is emitted early (counted).
+    pub max_request_calls: usize,
     /// Most label sets per metric family; past it new series fold into `__overflow__`.
     pub metrics_max_series: usize,
     /// Metric series not updated for this long are removed.
@@ -102,6 +104,7 @@ impl Default for CollectConfig {
             response_timeout: "60s".into(),
             linger: "2s".into(),
             max_open_calls: 200_000,
+            max_request_calls: 10_000,
             metrics_max_series: 2_000,
             metrics_series_ttl: "1h".into(),
             log_format: "text".into(),
@@ -150,6 +153,9 @@ impl CollectConfig {
         if let Some(n) = args.max_open_calls {
             c.max_open_calls = n;
         }
+        if let Some(n) = args.max_request_calls {
+            c.max_request_calls = n;
+        }
         if !args.namespace.is_empty() {
             c.namespaces = args.namespace.clone();
         }
@@ -186,6 +192,7 @@ impl CollectConfig {
         }
         for (key, n) in [
             ("max_open_calls", c.max_open_calls as u64),
+            ("max_request_calls", c.max_request_calls as u64),
             ("queue_capacity", c.queue_capacity as u64),
             ("output_max_bytes", c.output_max_bytes),
             ("metrics_max_series", c.metrics_max_series as u64),
@@ -210,6 +217,7 @@ impl CollectConfig {
             response_timeout: d(&self.response_timeout),
             linger: d(&self.linger),
             max_open_calls: self.max_open_calls,
+            max_request_calls: self.max_request_calls,
             ..EngineConfig::default()
         }
     }
