@@ -61,10 +61,12 @@ pub struct EngineConfig {
     pub clock_skew: Nanos,
     /// Most calls held at once; past it the oldest request is emitted early, and counted.
     pub max_open_calls: usize,
-    /// Most calls in one request; a request that reaches it is emitted early, counted, and its
-    /// trace and request id start a new request from then on. A client that sends one
-    /// `X-Request-Id` with everything, or a root span kept open for the life of a process,
-    /// would otherwise gather all its traffic into one request until `max_open_calls`.
+    /// Most calls a request gathers under its trace or request id: when one more comes, the
+    /// request is emitted early (counted) and that call starts a new request. A client that
+    /// sends one `X-Request-Id` with everything, or a root span kept open for the life of a
+    /// process, would otherwise gather all its traffic into one request until `max_open_calls`.
+    /// Calls joined to a request by their parent alone are not counted against it (only
+    /// `max_open_calls` bounds them).
     pub max_request_calls: usize,
     /// Most records held in the reorder buffer; past it the oldest is processed early, counted.
     pub max_buffered_records: usize,
@@ -243,7 +245,7 @@ struct Call {
     route: Arc<str>,
     url_key: u64,
     /// What kind of call this is, for the timing statistics and the call-sequence model: a hash
-    /// of its server agent and path, computed once (the inference asks for it many times).
+    /// of its server agent and route, computed once (the inference asks for it many times).
     kind: u64,
     /// Key of `Engine::twins` this call is listed under (its exchange and missing side).
     dedup_key: u64,
@@ -440,7 +442,8 @@ pub struct Engine {
 /// How often each request id was handed out lately, to keep ids unique when a trace or request
 /// id recurs (retries, a request split by a long gap). Two generations of up to 2^19 ids each,
 /// keyed by a 64-bit hash of the id: an id stays unique against at least the last 524,288
-/// requests, in 16–32 MB at most. (A map of the id strings, cleared at a million, grew past
+/// requests, in about 34 MiB at most (43 MiB for a moment while the current generation's
+/// table grows). (A map of the id strings, cleared at a million, grew past
 /// 100 MB in a long-running collector and, once cleared, forgot every id at once.)
 #[derive(Default)]
 struct IdUses {

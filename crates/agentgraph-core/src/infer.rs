@@ -1,8 +1,8 @@
 //! Timing inference for calls whose parent the flows cannot name: statistics learned per
-//! (agent, route: the path with its ids as `{id}`) from unambiguous parents — whether a call makes calls at all, the offset of its
-//! first call, the gaps between consecutive calls (start-to-start when they run in parallel,
-//! end-to-start in sequence), the time from the last call to its answer, and the order of the
-//! kinds of calls — and a beam search that assigns a pod's ambiguous outgoing calls (single
+//! (agent, route: the path with its ids as `{id}`) from unambiguous parents — whether a call
+//! makes calls at all, the offset of its first call, the gaps between consecutive calls
+//! (start-to-start when they run in parallel, end-to-start in sequence), the time from the
+//! last call to its answer, and the order of the kinds of calls — and a beam search that assigns a pod's ambiguous outgoing calls (single
 //! calls and whole fan-outs) to its overlapping incoming calls jointly, scored by those
 //! statistics, whose best assignment is then polished by exact local moves.
 
@@ -11,7 +11,7 @@ use foldhash::HashMap;
 use crate::Nanos;
 use crate::record::seeded_hash;
 
-/// A call's interval and kind (a hash of its server agent and path).
+/// A call's interval and kind (a hash of its server agent and route).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub start: Nanos,

@@ -60,7 +60,8 @@ pub struct InputJson {
     pub late_records: u64,
     /// Records processed early because the reorder buffer was full.
     pub reorder_overflow: u64,
-    /// Requests emitted early at the open-call limit.
+    /// Requests emitted early at the open-call or request-size limit (`max_open_calls`,
+    /// `max_request_calls`).
     pub requests_emitted_early: u64,
 }
 

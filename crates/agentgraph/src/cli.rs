@@ -146,11 +146,12 @@ pub struct CollectArgs {
     /// (default 2s).
     #[arg(long, value_name = "DURATION")]
     pub linger: Option<String>,
-    /// Most calls held in memory; past it the oldest request is emitted early (counted).
+    /// Most calls held in memory (default 200000); past it the oldest request is emitted early
+    /// (counted).
     #[arg(long, value_name = "N")]
     pub max_open_calls: Option<usize>,
-    /// Most calls in one request (default 10000); a request that reaches it is emitted early
-    /// (counted) and its trace or request id starts a new one.
+    /// Most calls a request gathers under its trace or request id (default 10000); when one
+    /// more comes, the request is emitted early (counted) and that call starts a new one.
     #[arg(long, value_name = "N")]
     pub max_request_calls: Option<usize>,
     /// Log format: text or json.
@@ -355,9 +356,9 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value_t = 200_000, value_parser = at_least_one, value_name = "N")]
     pub max_open_calls: usize,
 
-    /// Most calls in one request; a request that reaches it is emitted early (counted) and its
-    /// trace or request id starts a new one (a client sending one X-Request-Id with
-    /// everything, a root span open for the life of a process).
+    /// Most calls a request gathers under its trace or request id; when one more comes, the
+    /// request is emitted early (counted) and that call starts a new one (a client sending one
+    /// X-Request-Id with everything, a root span open for the life of a process).
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one, value_name = "N")]
     pub max_request_calls: usize,
 

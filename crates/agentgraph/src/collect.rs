@@ -71,7 +71,8 @@ pub struct CollectConfig {
     pub response_timeout: String,
     pub linger: String,
     pub max_open_calls: usize,
-    /// Most calls in one request; past it the request is emitted early (counted).
+    /// Most calls a request gathers under its trace or request id; past it the request is
+    /// emitted early (counted).
     pub max_request_calls: usize,
     /// Most label sets per metric family; past it new series fold into `__overflow__`.
     pub metrics_max_series: usize,
