@@ -91,6 +91,7 @@ pub fn flow_from_view(v: &FlowView<'_>) -> flow::Flow {
     let is_l7 = v.flow_type == FlowType::L7;
     flow::Flow {
         time: Some(timestamp(v.time_ns)),
+        uuid: v.uuid.value().into_owned(),
         verdict: verdict(v.verdict),
         ip: (!v.ip_source.is_empty() || !v.ip_destination.is_empty()).then(|| flow::Ip {
             source: v.ip_source.value().into_owned(),

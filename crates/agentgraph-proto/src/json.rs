@@ -218,6 +218,7 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
 fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Result<bool> {
     match key {
         b"node_name" | b"nodeName" => f.node_name = cur.string_value("node_name")?,
+        b"uuid" => f.uuid = cur.string_value("uuid")?,
         b"verdict" => {
             f.verdict = match cur.enum_value("verdict")? {
                 EnumValue::Name(n) => Verdict::from_name(n),
@@ -312,8 +313,7 @@ fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Res
 fn is_known_flow_key(key: &[u8]) -> bool {
     matches!(
         key,
-        b"uuid"
-            | b"emitter"
+        b"emitter"
             | b"drop_reason"
             | b"dropReason"
             | b"auth_type"

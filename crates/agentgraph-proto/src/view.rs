@@ -394,6 +394,9 @@ pub struct L7View<'a> {
 pub struct FlowView<'a> {
     /// Event time in nanoseconds since the Unix epoch (the flow's own `time`, else the wrapper's).
     pub time_ns: i64,
+    /// Random per flow (Cilium 1.14 and later), empty before: carried through to protobuf, where
+    /// the collector tells a flow resent after a reconnect by it.
+    pub uuid: JStr<'a>,
     pub node_name: JStr<'a>,
     pub verdict: Verdict,
     pub flow_type: FlowType,
@@ -484,6 +487,7 @@ impl<'a> FlowView<'a> {
         let legacy_reply = f.reply;
         Some(FlowView {
             time_ns,
+            uuid: JStr::plain(&f.uuid),
             node_name: JStr::plain(&f.node_name),
             verdict: Verdict::from_number(i64::from(f.verdict)),
             flow_type: FlowType::from_number(i64::from(f.r#type)),
