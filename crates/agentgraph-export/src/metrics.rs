@@ -135,7 +135,7 @@ impl Overflow for AgentLabels {
 struct Capped<L, M, C = fn() -> M> {
     name: &'static str,
     family: Family<L, M, C>,
-    seen: Mutex<HashMap<L, Instant>>,
+    seen: Mutex<foldhash::HashMap<L, Instant>>,
 }
 
 impl<L, M, C> Capped<L, M, C>
@@ -144,12 +144,13 @@ where
     C: MetricConstructor<M>,
 {
     fn new(name: &'static str, family: Family<L, M, C>) -> Self {
-        Capped { name, family, seen: Mutex::new(HashMap::new()) }
+        Capped { name, family, seen: Mutex::new(foldhash::HashMap::default()) }
     }
 
     /// Runs `f` on the series of `labels`, or of `__overflow__` when the family is full.
-    fn with(&self, labels: L, cap: usize, dropped: &Family<FamilyLabels, Counter>, f: impl FnOnce(&M)) {
-        let now = Instant::now();
+    /// Updates the series of `labels` with `f`, seen at `now` (read once per request graph by
+    /// the caller: a clock read per series touched showed in profiles).
+    fn with(&self, labels: L, now: Instant, cap: usize, dropped: &Family<FamilyLabels, Counter>, f: impl FnOnce(&M)) {
         let labels = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(t) = seen.get_mut(&labels) {
@@ -445,6 +446,7 @@ impl Metrics {
         let cap = self.config.max_series;
         let dropped = &self.series_dropped;
         let exemplar = || Some(TraceExemplar { trace_id: g.id.clone() });
+        let now = Instant::now();
         for (i, c) in g.calls.iter().enumerate() {
             let edge = EdgeLabels { client: c.client.to_string(), server: c.server.to_string() };
             let status_class = match c.status {
@@ -453,6 +455,7 @@ impl Metrics {
             };
             self.calls.with(
                 EdgeStatusLabels { client: edge.client.clone(), server: edge.server.clone(), status_class },
+                now,
                 cap,
                 dropped,
                 |m| {
@@ -460,75 +463,87 @@ impl Metrics {
                 },
             );
             if let Some(d) = c.duration {
-                self.call_duration.with(edge.clone(), cap, dropped, |m| m.observe(d as f64 / 1e9, exemplar(), None));
+                self.call_duration
+                    .with(edge.clone(), now, cap, dropped, |m| m.observe(d as f64 / 1e9, exemplar(), None));
             }
             if let Some(b) = c.request_bytes {
-                self.call_request_bytes.with(edge.clone(), cap, dropped, |m| m.observe(b as f64));
+                self.call_request_bytes.with(edge.clone(), now, cap, dropped, |m| m.observe(b as f64));
             }
             if let Some(b) = c.response_bytes {
-                self.call_response_bytes.with(edge.clone(), cap, dropped, |m| m.observe(b as f64));
+                self.call_response_bytes.with(edge.clone(), now, cap, dropped, |m| m.observe(b as f64));
             }
             let sg = ServiceGraphLabels {
                 client: edge.client.clone(),
                 server: edge.server.clone(),
                 connection_type: String::new(),
             };
-            self.sg_total.with(sg.clone(), cap, dropped, |m| {
+            self.sg_total.with(sg.clone(), now, cap, dropped, |m| {
                 m.inc();
             });
             if c.is_error() {
-                self.sg_failed.with(sg.clone(), cap, dropped, |m| {
+                self.sg_failed.with(sg.clone(), now, cap, dropped, |m| {
                     m.inc();
                 });
             }
             if let Some(d) = c.duration {
-                self.sg_client.with(sg.clone(), cap, dropped, |m| m.observe(d as f64 / 1e9));
+                self.sg_client.with(sg.clone(), now, cap, dropped, |m| m.observe(d as f64 / 1e9));
             }
             if let Some(s) = c.served.or_else(|| c.made()) {
-                self.sg_server.with(sg, cap, dropped, |m| m.observe(s.duration() as f64 / 1e9));
+                self.sg_server.with(sg, now, cap, dropped, |m| m.observe(s.duration() as f64 / 1e9));
             }
             let agent = AgentLabels { agent: c.server.to_string() };
             let f = &g.figures[i];
-            self.agent_fan_out.with(agent.clone(), cap, dropped, |m| m.observe(f.fan_out as f64));
-            self.agent_concurrent_fan_out.with(agent.clone(), cap, dropped, |m| m.observe(f.fan_out_concurrent as f64));
+            self.agent_fan_out.with(agent.clone(), now, cap, dropped, |m| m.observe(f.fan_out as f64));
+            self.agent_concurrent_fan_out
+                .with(agent.clone(), now, cap, dropped, |m| m.observe(f.fan_out_concurrent as f64));
             if let Some(s) = f.self_time {
-                self.agent_self.with(agent, cap, dropped, |m| m.observe(s as f64 / 1e9));
+                self.agent_self.with(agent, now, cap, dropped, |m| m.observe(s as f64 / 1e9));
             }
-            self.saw_pod(&c.server, &c.server_pod);
-            self.saw_pod(&c.client, &c.client_pod);
+            self.saw_pod(&c.server, &c.server_pod, now);
+            self.saw_pod(&c.client, &c.client_pod, now);
         }
         let root = RootLabels { root: g.calls[g.root].server.to_string() };
         let st = &g.stats;
-        self.requests.with(root.clone(), cap, dropped, |m| {
+        self.requests.with(root.clone(), now, cap, dropped, |m| {
             m.inc();
         });
         self.request_duration
-            .with(root.clone(), cap, dropped, |m| m.observe(g.duration() as f64 / 1e9, exemplar(), None));
-        self.request_calls.with(root.clone(), cap, dropped, |m| m.observe(st.calls as f64));
-        self.request_depth.with(root.clone(), cap, dropped, |m| m.observe(st.depth as f64));
-        self.request_fan_out.with(root.clone(), cap, dropped, |m| m.observe(st.fan_out_max as f64));
+            .with(root.clone(), now, cap, dropped, |m| m.observe(g.duration() as f64 / 1e9, exemplar(), None));
+        self.request_calls.with(root.clone(), now, cap, dropped, |m| m.observe(st.calls as f64));
+        self.request_depth.with(root.clone(), now, cap, dropped, |m| m.observe(st.depth as f64));
+        self.request_fan_out.with(root.clone(), now, cap, dropped, |m| m.observe(st.fan_out_max as f64));
         self.request_concurrent_fan_out
-            .with(root.clone(), cap, dropped, |m| m.observe(st.fan_out_concurrent_max as f64));
-        self.request_context_bytes.with(root, cap, dropped, |m| m.observe(st.context_bytes as f64));
+            .with(root.clone(), now, cap, dropped, |m| m.observe(st.fan_out_concurrent_max as f64));
+        self.request_context_bytes.with(root, now, cap, dropped, |m| m.observe(st.context_bytes as f64));
     }
 
-    fn saw_pod(&self, agent: &str, pod: &str) {
+    fn saw_pod(&self, agent: &str, pod: &str, now: Instant) {
         if pod.is_empty() {
             return;
         }
         let count = {
             let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-            if !pods.contains_key(agent) && pods.len() >= self.config.max_series {
-                return;
+            // Looked up before anything is allocated: nearly every call names a known pod.
+            if !pods.contains_key(agent) {
+                if pods.len() >= self.config.max_series {
+                    return;
+                }
+                pods.insert(agent.to_string(), HashMap::new());
             }
-            let seen = pods.entry(agent.to_string()).or_default();
-            if seen.len() < 10_000 || seen.contains_key(pod) {
-                seen.insert(pod.to_string(), Instant::now());
+            let seen = pods.get_mut(agent).expect("just made");
+            let room = seen.len() < 10_000;
+            match seen.get_mut(pod) {
+                Some(t) => *t = now,
+                None if room => {
+                    seen.insert(pod.to_string(), now);
+                }
+                None => {}
             }
             seen.len() as i64
         };
         self.agent_pods.with(
             AgentLabels { agent: agent.to_string() },
+            now,
             self.config.max_series,
             &self.series_dropped,
             |g| {
@@ -573,8 +588,9 @@ impl Metrics {
         let counts: Vec<(String, i64)> = pods.iter().map(|(a, s)| (a.clone(), s.len() as i64)).collect();
         drop(pods);
         let cap = self.config.max_series;
+        let now = Instant::now();
         for (agent, n) in counts {
-            self.agent_pods.with(AgentLabels { agent }, cap, &self.series_dropped, |g| {
+            self.agent_pods.with(AgentLabels { agent }, now, cap, &self.series_dropped, |g| {
                 g.set(n);
             });
         }
