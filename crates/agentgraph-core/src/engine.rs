@@ -1003,7 +1003,7 @@ impl Engine {
             }
             return g;
         }
-        let mut group = Group {
+        let group = Group {
             calls: Vec::new(),
             servers: Vec::new(),
             open: 0,
@@ -1012,15 +1012,9 @@ impl Engine {
             first_start: time,
             claims: 0,
             awaiting: 0,
-            trace_ids: Vec::new(),
-            request_ids: Vec::new(),
+            trace_ids: trace.into_iter().collect(),
+            request_ids: rid.into_iter().cloned().collect(),
         };
-        if let Some(t) = trace {
-            group.trace_ids.push(t);
-        }
-        if let Some(r) = rid {
-            group.request_ids.push(r.clone());
-        }
         let g = self.groups.insert(group);
         self.group_starts.insert((time, g));
         if let Some(t) = trace {
@@ -1902,6 +1896,16 @@ mod tests {
         }
     }
 
+    /// The 200 response, `latency_ms` after its request, to a request made by [`request`].
+    fn answer(time_ms: i64, client: Peer, server: Peer, request_id: &str, latency_ms: i64) -> HttpRecord {
+        HttpRecord {
+            is_response: true,
+            status: 200,
+            latency_ns: (latency_ms * MS) as u64,
+            ..request(time_ms, client, server, request_id, None)
+        }
+    }
+
     #[test]
     fn a_recurring_id_is_counted_across_generations_and_an_old_one_is_forgotten() {
         let mut ids = IdUses::default();
@@ -1932,11 +1936,7 @@ mod tests {
             let port = 10_000 + k as u16;
             engine.push(request(k * 10, client(port), agent(), "same-for-all", None));
             if k < 999 {
-                let mut answer = request(k * 10 + 5, client(port), agent(), "same-for-all", None);
-                answer.is_response = true;
-                answer.status = 200;
-                answer.latency_ns = (5 * MS) as u64;
-                engine.push(answer);
+                engine.push(answer(k * 10 + 5, client(port), agent(), "same-for-all", 5));
             }
             most_held = most_held.max(engine.calls.len());
         }
@@ -1963,11 +1963,7 @@ mod tests {
         for k in 1..20_000i64 {
             let port = 10_000 + (k % 50_000) as u16;
             engine.push(request(k * 10, gateway(port), agent(), &format!("r{k}"), None));
-            let mut answer = request(k * 10 + 5, gateway(port), agent(), &format!("r{k}"), None);
-            answer.is_response = true;
-            answer.status = 200;
-            answer.latency_ns = (5 * MS) as u64;
-            engine.push(answer);
+            engine.push(answer(k * 10 + 5, gateway(port), agent(), &format!("r{k}"), 5));
             if k % 100 == 0 {
                 engine.push(request(k * 10, gateway(2), agent(), "long", None));
             }

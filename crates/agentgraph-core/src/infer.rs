@@ -2,9 +2,10 @@
 //! (agent, route: the path with its ids as `{id}`) from unambiguous parents — whether a call
 //! makes calls at all, the offset of its first call, the gaps between consecutive calls
 //! (start-to-start when they run in parallel, end-to-start in sequence), the time from the
-//! last call to its answer, and the order of the kinds of calls — and a beam search that assigns a pod's ambiguous outgoing calls (single
-//! calls and whole fan-outs) to its overlapping incoming calls jointly, scored by those
-//! statistics, whose best assignment is then polished by exact local moves.
+//! last call to its answer, and the order of the kinds of calls — and a beam search that
+//! assigns a pod's ambiguous outgoing calls (single calls and whole fan-outs) to its overlapping
+//! incoming calls jointly, scored by those statistics, whose best assignment is then polished by
+//! exact local moves.
 
 use foldhash::HashMap;
 

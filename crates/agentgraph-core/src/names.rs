@@ -233,23 +233,21 @@ fn cache_key(e: &EndpointView<'_>) -> Option<u64> {
     if e.namespace.is_empty() && e.pod_name.is_empty() && e.labels.iter().next().is_none() {
         return None;
     }
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = foldhash::fast::FixedState::with_seed(0x6669_656c_6473).build_hasher();
-    let mut part = |bytes: &[u8]| {
-        h.write_usize(bytes.len());
-        h.write(bytes);
-    };
-    part(e.namespace.raw());
-    part(e.pod_name.raw());
-    for label in e.labels.iter() {
-        part(label.raw());
+    Some(seeded_hash(0x6669_656c_6473, NamingFields(e)))
+}
+
+/// What naming reads of an endpoint, hashed in place (no list of its labels is built).
+struct NamingFields<'e, 'a>(&'e EndpointView<'a>);
+
+impl std::hash::Hash for NamingFields<'_, '_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let e = self.0;
+        e.namespace.raw().hash(h);
+        e.pod_name.raw().hash(h);
+        e.labels.iter().for_each(|label| label.raw().hash(h));
+        b"workloads:".hash(h);
+        e.workloads.iter().for_each(|(name, kind)| (name.raw(), kind.raw()).hash(h));
     }
-    part(b"workloads:");
-    for (name, kind) in e.workloads.iter() {
-        part(name.raw());
-        part(kind.raw());
-    }
-    Some(h.finish())
 }
 
 /// Removes the hash suffixes Kubernetes appends to pod names: a ReplicaSet's pod-template hash

@@ -342,7 +342,6 @@ impl Normalizer {
     }
 }
 
-/// Byte scans rather than `str` patterns: it runs on every record.
 /// A path's route: each segment that looks like an id replaced by `{id}`, so that
 /// `/v1/threads/thread_8fK2…/runs` and its siblings are one kind of call for the timing
 /// statistics (agent APIs put thread, run and job ids in their paths; with the raw path as key,
@@ -371,6 +370,7 @@ pub fn route_of(path: &str) -> Cow<'_, str> {
 }
 
 /// Splits `scheme://host:port/path?query` into host (without port) and path (without query).
+/// Byte scans rather than `str` patterns: it runs on every record.
 fn split_url(url: &str) -> (&str, &str) {
     let bytes = url.as_bytes();
     // `://`, found by its colon (comparing three-byte windows calls memcmp for each).

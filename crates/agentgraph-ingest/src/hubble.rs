@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use agentgraph_core::record::seeded_hash;
 use agentgraph_proto::convert::{nanos, timestamp};
 use agentgraph_proto::flow::FlowFilter;
 use agentgraph_proto::observer::get_flows_response::ResponseTypes;
@@ -211,14 +212,11 @@ impl Resume {
             && !f.uuid.is_empty()
         {
             let time = f.time.as_ref().map(|t| (t.seconds, t.nanos));
-            return agentgraph_core::record::seeded_hash(
-                0x7575_6964,
-                (f.uuid.as_bytes(), f.node_name.as_bytes(), time),
-            );
+            return seeded_hash(0x7575_6964, (f.uuid.as_bytes(), f.node_name.as_bytes(), time));
         }
         self.encoded.clear();
         resp.encode_raw(&mut self.encoded);
-        agentgraph_core::record::seeded_hash(0x6875_6262_6c65, self.encoded.as_slice())
+        seeded_hash(0x6875_6262_6c65, self.encoded.as_slice())
     }
 
     /// Whether the flow is new (and records it).

@@ -82,7 +82,7 @@ pub struct SimSummary {
 }
 
 /// Written in a call's path, replaced by a fresh id per call (`/v1/threads/{id}/runs`).
-pub const PATH_ID: &str = "{id}";
+const PATH_ID: &str = "{id}";
 
 fn uuid_from(h: &str) -> String {
     format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
