@@ -45,7 +45,7 @@ impl<T> Default for IdTable<T> {
 
 impl<T> IdTable<T> {
     /// The id the next [`IdTable::insert`] gives.
-    pub(crate) fn next_id(&self) -> Id {
+    fn next_id(&self) -> Id {
         let slot = self.free.last().map_or(self.slots.len() as u64, |&s| u64::from(s));
         (u64::from(self.sequence) << SLOT_BITS) | slot
     }
