@@ -220,6 +220,11 @@ struct Observation {
     pending_on: Option<ConnKey>,
 }
 
+/// The calls a call's client pod was serving when its request was seen (at most
+/// `IN_FLIGHT_KEPT`). Nearly always one or two, and every call keeps its list: inline, they
+/// cost no allocation.
+type InFlight = SmallVec<[CallId; 2]>;
+
 /// Requests waiting for their response on one connection, oldest first: (call, proxy side).
 /// Nearly always one (HTTP/1.1 keep-alive answers in order; HTTP/2 multiplexes a few), so the
 /// first two are kept inline: every request record adds an entry and its response removes it,
@@ -264,7 +269,7 @@ struct Call {
     confidence: f64,
     /// Calls its client pod was serving when this call's request was seen: the parent
     /// candidates should this call never be answered.
-    in_flight_at_start: Vec<CallId>,
+    in_flight_at_start: InFlight,
     /// Those calls' requests hold a claim for this call until it closes. Not when they are
     /// calls of its own request (sharing its trace or request id): that request waits for this
     /// call anyway, while it is open, and a claim on it would cost two lookups per call each
@@ -962,7 +967,7 @@ impl Engine {
             unanswered: false,
             parent: None,
             confidence: 1.0,
-            in_flight_at_start: Vec::new(),
+            in_flight_at_start: InFlight::new(),
             claims_in_flight: false,
             children: Vec::new(),
             pending: None,
@@ -1090,12 +1095,12 @@ impl Engine {
     /// The calls call `id`'s client pod is serving at `time` (or finished within the clock
     /// tolerance): those sharing its trace or request id when there are any (one of them will
     /// be its parent), else all of them, newest first; and whether they are its own request's.
-    fn in_flight_at(&self, id: CallId, time: Nanos) -> (Vec<CallId>, bool) {
-        let Some(call) = self.calls.get(&id) else { return (Vec::new(), false) };
-        let Some(p) = place(&call.client) else { return (Vec::new(), false) };
+    fn in_flight_at(&self, id: CallId, time: Nanos) -> (InFlight, bool) {
+        let Some(call) = self.calls.get(&id) else { return (InFlight::new(), false) };
+        let Some(p) = place(&call.client) else { return (InFlight::new(), false) };
         let horizon = time.saturating_sub(self.config.clock_skew);
         if let Some(own) = self.own_request_calls_at(call, &p) {
-            let sharing: Vec<CallId> = own
+            let sharing: InFlight = own
                 .rev()
                 .filter(|&c| c != id)
                 .filter(|c| {
@@ -1184,9 +1189,9 @@ impl Engine {
         // its own request served by its pod: look there first, and scan everything the pod
         // serves only when that finds nothing (candidates sharing an id outrank all others).
         // Runs for every call: one list, filtered and ordered in place.
-        let mut best: Vec<(u8, Nanos, CallId)> = match self.own_request_calls_at(call, &client_place) {
+        let mut best: SmallVec<[(u8, Nanos, CallId); 8]> = match self.own_request_calls_at(call, &client_place) {
             Some(own) if !call.unanswered => own.filter_map(candidate).collect(),
-            _ => Vec::new(),
+            _ => SmallVec::new(),
         };
         if !best.iter().any(|(tier, _, _)| *tier > 0) {
             // Nothing sharing an id among the own request's calls: search all the pod serves,

@@ -7,6 +7,7 @@
 //! unknown fields and enum values (newer Cilium). Values it skips are checked for structure
 //! (balanced brackets, terminated strings), not for full JSON grammar.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use memchr::memchr2;
@@ -284,9 +285,8 @@ fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Res
         }
         b"node_labels" | b"nodeLabels" => {
             // Every record carries its node's labels, and nothing reads them.
-            let at = cur.i;
-            if cur.exact_string_array().is_none() {
-                cur.i = at;
+            cur.ws();
+            if cur.known_labels(LabelsOwner::Node(f.node_name.raw())).is_none() {
                 cur.skip_value()?;
             }
         }
@@ -363,6 +363,50 @@ static STRUCTURAL: [u8; 256] = {
 };
 
 /// A position in one JSON text. Methods consume one value and leave the cursor after it.
+/// Label arrays as they last came, by what they belong to: every record repeats its node's
+/// labels and its endpoints' labels, hundreds of bytes scanned string by string, and a line
+/// whose labels are byte for byte an array already read whole skips them with one comparison.
+/// Forgotten all at once past `KNOWN_ARRAYS` owners, so a stream of ever new names cannot grow
+/// it.
+#[derive(Default)]
+struct KnownLabels {
+    /// By [`LabelsOwner::key`].
+    arrays: foldhash::HashMap<Vec<u8>, Vec<u8>>,
+    /// The key being looked up (kept to reuse its allocation).
+    key: Vec<u8>,
+}
+
+/// Whose labels: a node (by name), or an endpoint (by namespace and security identity, which
+/// Cilium derives from the labels; a pod of another identity only misses the memo).
+enum LabelsOwner<'a> {
+    Node(&'a [u8]),
+    Endpoint { namespace: &'a [u8], identity: u32 },
+}
+
+impl LabelsOwner<'_> {
+    /// A key no other owner has: a tag, then the owner's fields.
+    fn key(&self, key: &mut Vec<u8>) {
+        key.clear();
+        match self {
+            LabelsOwner::Node(name) => {
+                key.push(b'n');
+                key.extend_from_slice(name);
+            }
+            LabelsOwner::Endpoint { namespace, identity } => {
+                key.push(b'e');
+                key.extend_from_slice(&identity.to_le_bytes());
+                key.extend_from_slice(namespace);
+            }
+        }
+    }
+}
+
+const KNOWN_ARRAYS: usize = 4096;
+
+thread_local! {
+    static KNOWN_LABELS: RefCell<KnownLabels> = RefCell::default();
+}
+
 pub(crate) struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
@@ -814,7 +858,8 @@ impl<'a> Cursor<'a> {
             e.namespace = self.string_value("namespace").ok()?;
         }
         if self.member(&mut first, b"\"labels\":") {
-            e.labels = StrList::Json(self.exact_string_array()?);
+            let owner = LabelsOwner::Endpoint { namespace: e.namespace.raw(), identity: e.identity };
+            e.labels = StrList::Json(self.known_labels(owner)?);
         }
         if self.member(&mut first, b"\"pod_name\":") {
             e.pod_name = self.string_value("pod_name").ok()?;
@@ -842,6 +887,37 @@ impl<'a> Cursor<'a> {
         } else {
             false
         }
+    }
+
+    /// Reads a label array: at once when it is byte for byte the array `owner` had last time
+    /// (read whole then, so these bytes are valid too), else string by string, remembering it
+    /// for `owner`. `None` (the cursor put back) when it is not a plain array of strings, for
+    /// the general walk.
+    fn known_labels(&mut self, owner: LabelsOwner<'_>) -> Option<&'a [u8]> {
+        let start = self.i;
+        KNOWN_LABELS.with_borrow_mut(|known| {
+            owner.key(&mut known.key);
+            if let Some(labels) = known.arrays.get(&known.key[..])
+                && self.b[start..].starts_with(labels)
+            {
+                self.i += labels.len();
+                return Some(&self.b[start..self.i]);
+            }
+            let Some(array) = self.exact_string_array() else {
+                self.i = start;
+                return None;
+            };
+            if let Some(labels) = known.arrays.get_mut(&known.key[..]) {
+                labels.clear();
+                labels.extend_from_slice(array);
+            } else {
+                if known.arrays.len() >= KNOWN_ARRAYS {
+                    known.arrays.clear();
+                }
+                known.arrays.insert(known.key.clone(), array.to_vec());
+            }
+            Some(array)
+        })
     }
 
     /// `["…","…"]` exactly as Hubble prints a list of strings (labels): its raw bytes, checked
@@ -1158,6 +1234,36 @@ mod tests {
         let headers: Vec<_> =
             http.headers.iter().map(|(k, v)| (k.value().into_owned(), v.value().into_owned())).collect();
         assert_eq!(headers[1], ("X-Request-Id".into(), "065fbd74-0b0e-4140-b5ee-a335ca6b0e7f".into()));
+        assert_eq!(f.node_name.value(), "kind-control-plane");
+    }
+
+    /// Labels remembered from an earlier line are used only where the bytes are the same:
+    /// changed labels of the same node or endpoint identity are read anew, one cut short is an
+    /// error, and the first line's labels come back unchanged after either.
+    #[test]
+    fn remembered_labels_serve_only_identical_bytes() {
+        let node_labels = r#""node_name":"kind-control-plane","node_labels":["a=1","b=2"],"#;
+        let line = |labels: &str, node: &str| {
+            REQUEST.replacen(r#""k8s:app=productpage","k8s:version=v1""#, labels, 1).replacen(
+                r#""node_name":"kind-control-plane","#,
+                node,
+                1,
+            )
+        };
+        let source_labels =
+            |l: &str| -> Vec<String> { flow(l).source.labels.iter().map(|l| l.value().into_owned()).collect() };
+        let first = line(r#""k8s:app=productpage","k8s:version=v1""#, node_labels);
+        assert_eq!(source_labels(&first), ["k8s:app=productpage", "k8s:version=v1"]);
+        assert_eq!(source_labels(&first), ["k8s:app=productpage", "k8s:version=v1"]);
+        let changed = line(r#""k8s:app=productpage","k8s:version=v2""#, &node_labels.replace("b=2", "b=3"));
+        assert_eq!(source_labels(&changed), ["k8s:app=productpage", "k8s:version=v2"]);
+        // A prefix of the remembered array followed by garbage is not a hit.
+        let cut = line(r#""k8s:app=productpage","k8s:version=v2"#, node_labels);
+        assert!(decode_line(cut.as_bytes()).is_err());
+        let node_cut = line(r#""k8s:app=productpage","k8s:version=v1""#, &node_labels.replace(r#""b=2"]"#, r#""b=2""#));
+        assert!(decode_line(node_cut.as_bytes()).is_err());
+        assert_eq!(source_labels(&first), ["k8s:app=productpage", "k8s:version=v1"]);
+        let f = flow(&first);
         assert_eq!(f.node_name.value(), "kind-control-plane");
     }
 
