@@ -232,14 +232,25 @@ fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Res
                 EnumValue::Number(n) => FlowType::from_number(n),
             }
         }
-        b"IP" => cur.object(|cur, k| {
-            match k {
-                b"source" => f.ip_source = cur.string_value("IP.source")?,
-                b"destination" => f.ip_destination = cur.string_value("IP.destination")?,
-                _ => cur.skip_value()?,
+        b"IP" => {
+            let at = cur.i;
+            if let Some((source, destination)) = cur.exact_ip() {
+                (f.ip_source, f.ip_destination) = (source, destination);
+            } else {
+                cur.i = at;
+                cur.object(|cur, k| {
+                    match k {
+                        b"source" => f.ip_source = cur.string_value("IP.source")?,
+                        b"destination" => f.ip_destination = cur.string_value("IP.destination")?,
+                        _ => cur.skip_value()?,
+                    }
+                    Ok(())
+                })?
             }
-            Ok(())
-        })?,
+        }
+        b"l4" if let Some((l4, source_port, destination_port)) = cur.exact_l4() => {
+            (f.l4, f.source_port, f.destination_port) = (l4, source_port, destination_port);
+        }
         b"l4" => cur.object(|cur, k| {
             let proto = match k {
                 b"TCP" => L4Protocol::Tcp,
@@ -875,6 +886,71 @@ impl<'a> Cursor<'a> {
         Some(e)
     }
 
+    /// `IP` exactly as Hubble prints it (compact, members in the protobuf's order, any left
+    /// out): its source and destination addresses, read without the general object walk.
+    /// `None` for anything else, which the caller rewinds and leaves to the general walk.
+    fn exact_ip(&mut self) -> Option<(JStr<'a>, JStr<'a>)> {
+        if self.peek() != Some(b'{') {
+            return None;
+        }
+        self.i += 1;
+        let mut first = true;
+        let (mut source, mut destination) = (JStr::default(), JStr::default());
+        if self.member(&mut first, b"\"source\":") {
+            source = self.string_value("IP.source").ok()?;
+        }
+        if self.member(&mut first, b"\"destination\":") {
+            destination = self.string_value("IP.destination").ok()?;
+        }
+        if self.member(&mut first, b"\"ipVersion\":") {
+            self.enum_value("IP.ipVersion").ok()?;
+        }
+        if self.peek() != Some(b'}') {
+            return None;
+        }
+        self.i += 1;
+        Some((source, destination))
+    }
+
+    /// `l4` exactly as Hubble prints it for TCP or UDP without flags (every L7 record):
+    /// `{"TCP":{"source_port":…,"destination_port":…}}`, read without the general object walk.
+    /// `None` (the cursor put back) for anything else, for the general walk.
+    fn exact_l4(&mut self) -> Option<(L4Protocol, u32, u32)> {
+        let at = self.i;
+        let read = |cur: &mut Self| {
+            if cur.peek() != Some(b'{') {
+                return None;
+            }
+            cur.i += 1;
+            let mut first = true;
+            let protocol = if cur.member(&mut first, b"\"TCP\":{") {
+                L4Protocol::Tcp
+            } else if cur.member(&mut first, b"\"UDP\":{") {
+                L4Protocol::Udp
+            } else {
+                return None;
+            };
+            let mut first = true;
+            let (mut source_port, mut destination_port) = (0, 0);
+            if cur.member(&mut first, b"\"source_port\":") {
+                source_port = cur.u32_value("source_port").ok()?;
+            }
+            if cur.member(&mut first, b"\"destination_port\":") {
+                destination_port = cur.u32_value("destination_port").ok()?;
+            }
+            if cur.b.get(cur.i..cur.i + 2) != Some(b"}}") {
+                return None;
+            }
+            cur.i += 2;
+            Some((protocol, source_port, destination_port))
+        };
+        let l4 = read(self);
+        if l4.is_none() {
+            self.i = at;
+        }
+        l4
+    }
+
     /// Moves past `name` (`"key":`), and the comma before it unless it is the object's first
     /// member, when they come next; otherwise stays put.
     #[inline(always)]
@@ -1267,6 +1343,56 @@ mod tests {
         assert_eq!(f.node_name.value(), "kind-control-plane");
     }
 
+    /// Addresses and ports read the same whether `IP` and `l4` are as Hubble prints them for an
+    /// L7 record (read without the general walk) or anything else the general walk reads.
+    #[test]
+    fn addresses_and_ports_read_the_same_in_every_form() {
+        let read = |ip: &str, l4: &str| {
+            let line = format!(r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","IP":{ip},"l4":{l4}}},"node_name":"n"}}"#);
+            let f = flow(&line);
+            (
+                f.ip_source.value().into_owned(),
+                f.ip_destination.value().into_owned(),
+                f.l4,
+                f.source_port,
+                f.destination_port,
+            )
+        };
+        let expected = ("10.0.0.1".to_string(), "10.0.0.2".to_string(), L4Protocol::Tcp, 40000, 8080);
+        let ip = r#"{"source":"10.0.0.1","destination":"10.0.0.2","ipVersion":"IPv4"}"#;
+        let tcp = r#"{"TCP":{"source_port":40000,"destination_port":8080}}"#;
+        assert_eq!(read(ip, tcp), expected);
+        for other_ip in [
+            r#"{"source":"10.0.0.1","destination":"10.0.0.2","ipVersion":"IPv4","encrypted":true}"#,
+            r#"{"ipVersion":"IPv4","source":"10.0.0.1","destination":"10.0.0.2"}"#,
+            r#"{"source":"10.0.0.1","destination":"10.0.0.2","source_xlated":"10.0.0.9"}"#,
+        ] {
+            assert_eq!(read(other_ip, tcp), expected, "{other_ip}");
+        }
+        for other_l4 in [
+            r#"{"TCP":{"source_port":40000,"destination_port":8080,"flags":{"ACK":true}}}"#,
+            r#"{"TCP":{"sourcePort":40000,"destinationPort":8080}}"#,
+            r#"{"TCP":{"destination_port":8080,"source_port":40000}}"#,
+        ] {
+            assert_eq!(read(ip, other_l4), expected, "{other_l4}");
+        }
+        let udp = read(ip, r#"{"UDP":{"source_port":53000,"destination_port":53}}"#);
+        assert_eq!((udp.2, udp.3, udp.4), (L4Protocol::Udp, 53000, 53));
+        let icmp = read(ip, r#"{"ICMPv4":{"type":8}}"#);
+        assert_eq!((icmp.2, icmp.3, icmp.4), (L4Protocol::Icmp, 0, 0));
+        let kind = |ip: &str, l4: &str| {
+            let line = format!(r#"{{"flow":{{"time":"2026-01-01T00:00:00Z","IP":{ip},"l4":{l4}}},"node_name":"n"}}"#);
+            decode_line(line.as_bytes()).unwrap_err().kind
+        };
+        assert_eq!(kind(ip, r#"{"TCP":{"source_port":40000,"destination_port":8080}"#), DecodeErrorKind::Truncated);
+        assert_eq!(kind(ip, r#"{"TCP":{"source_port":40000,"destination_port":8080}]"#), DecodeErrorKind::Syntax);
+        assert_eq!(
+            kind(ip, r#"{"TCP":{"source_port":"x","destination_port":8080}}"#),
+            DecodeErrorKind::WrongType("source_port")
+        );
+        assert_eq!(kind(r#"{"source":10,"destination":"10.0.0.2"}"#, tcp), DecodeErrorKind::WrongType("IP.source"));
+    }
+
     /// The same line with whitespace wherever JSON allows it (spaces, tabs, carriage returns,
     /// newlines) reads the same; a control byte where a token belongs is still a syntax error.
     #[test]
@@ -1278,10 +1404,11 @@ mod tests {
             let headers: Vec<_> =
                 http.headers.iter().map(|(k, v)| (k.value().into_owned(), v.value().into_owned())).collect();
             format!(
-                "{} {:?} {:?} {} {} {} {} {:?} {} {} {} {:?} {:?} {}",
+                "{} {:?} {:?} {:?} {} {} {} {} {:?} {} {} {} {} {:?} {:?} {}",
                 f.time_ns,
                 f.flow_type,
                 f.verdict,
+                f.l4,
                 f.source_port,
                 f.destination_port,
                 f.source.pod_name.value(),
@@ -1290,6 +1417,7 @@ mod tests {
                 http.method.value(),
                 http.url.value(),
                 f.ip_source.value(),
+                f.ip_destination.value(),
                 headers,
                 f.is_reply,
                 f.node_name.value()
