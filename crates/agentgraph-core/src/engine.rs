@@ -16,7 +16,9 @@ use crate::Nanos;
 use crate::graph::{CallRecord, Correlation, Interval, RequestGraph};
 use crate::infer::{ChildSlot, Decision, EdgeTiming, ParentSlot, SearchBuffers, Span, beam_assign};
 use crate::names::AgentNamer;
-use crate::record::{HttpRecord, NodeId, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair, seeded_hash};
+use crate::record::{
+    HttpRecord, NodeId, NormalizeConfig, Normalized, Normalizer, Peer, hash_pair, route_of, seeded_hash,
+};
 use crate::table::IdTable;
 use agentgraph_proto::{Event, FlowView};
 
@@ -134,9 +136,11 @@ pub struct EngineStats {
 /// 32-bit sequence wraps, which only reorders ties).
 type CallId = crate::table::Id;
 
-/// Timing statistics learned by an engine, by (agent, route: the path with its ids as `{id}`).
+/// Timing statistics learned by an engine, by kind of call (a hash of the server agent and the
+/// route, the path with its ids as `{id}`: the same in every run, so one engine's model serves
+/// another).
 #[derive(Clone, Debug, Default)]
-pub struct TimingModel(HashMap<(Arc<str>, Arc<str>), EdgeTiming>);
+pub struct TimingModel(HashMap<u64, EdgeTiming>);
 
 impl TimingModel {
     /// Number of (agent, route) pairs with statistics.
@@ -245,12 +249,10 @@ struct Call {
     server: Peer,
     method: Arc<str>,
     path: Arc<str>,
-    /// The path with its ids as `{id}` ([`crate::record::route_of`]): with the server agent,
-    /// what kind of call this is for the timing statistics.
-    route: Arc<str>,
     url_key: u64,
     /// What kind of call this is, for the timing statistics and the call-sequence model: a hash
-    /// of its server agent and route, computed once (the inference asks for it many times).
+    /// of its server agent and route (the path with its ids as `{id}`,
+    /// [`crate::record::route_of`]), computed once (the inference asks for it many times).
     kind: u64,
     /// Key of `Engine::twins` this call is listed under (its exchange and missing side).
     dedup_key: u64,
@@ -431,13 +433,12 @@ pub struct Engine {
     /// Calls awaiting a joint parent decision, by the pod that made them.
     pending_children: HashMap<Place, Vec<CallId>>,
     resolve_checks: TimeQueue<(Nanos, Place)>,
-    /// Timing statistics learned from unambiguous parents, by (agent, route).
-    timing: HashMap<(Arc<str>, Arc<str>), EdgeTiming>,
+    /// Timing statistics learned from unambiguous parents, by kind of call (`Call::kind`).
+    timing: HashMap<u64, EdgeTiming>,
     /// Timing statistics of all agents together, used for an agent not yet known well.
     global_timing: EdgeTiming,
-    /// The (agent, route) of every parent that took part in a joint decision: whose statistics
-    /// matter.
-    joint_parents: foldhash::HashSet<(Arc<str>, Arc<str>)>,
+    /// The kind of every parent that took part in a joint decision: whose statistics matter.
+    joint_parents: foldhash::HashSet<u64>,
     /// The joint search's working memory, reused from one problem to the next.
     search: SearchBuffers,
     /// Ids handed out already, to keep ids unique when a trace or request id recurs.
@@ -944,7 +945,8 @@ impl Engine {
             end: None,
             pending_on: None,
         };
-        let route = self.normalizer.route(&r.path);
+        // The route (the path with its ids as `{id}`) only goes into the kind's hash.
+        let route = route_of(&r.path);
         let call = Call {
             group,
             client: r.client.clone(),
@@ -954,7 +956,6 @@ impl Engine {
             url_key: r.url_key,
             // Never END (0).
             kind: seeded_hash(0x6b69_6e64, (r.server.info.agent.as_bytes(), route.as_bytes())) | 1,
-            route,
             dedup_key,
             request_id: r.request_id.clone(),
             trace_id: r.trace_id,
@@ -1409,9 +1410,8 @@ impl Engine {
                         Some(Span { start: s, end: e.unwrap_or(s), kind: k.kind })
                     })
                     .collect();
-                let key = (pc.server.info.agent.clone(), pc.route.clone());
-                let timing = self.timing.get(&key).unwrap_or(&empty);
-                joint_parents.push(key);
+                let timing = self.timing.get(&pc.kind).unwrap_or(&empty);
+                joint_parents.push(pc.kind);
                 ParentSlot {
                     interval: Span { start, end, kind: pc.kind },
                     fixed,
@@ -1592,10 +1592,7 @@ impl Engine {
                 self.timing.clear();
             }
             let parent = Span { start: s, end: e, kind: c.kind };
-            self.timing
-                .entry((c.server.info.agent.clone(), c.route.clone()))
-                .or_default()
-                .learn(parent, &kids, certain);
+            self.timing.entry(c.kind).or_default().learn(parent, &kids, certain);
             if !kids.is_empty() {
                 self.global_timing.learn(parent, &kids, certain);
             }

@@ -215,15 +215,6 @@ impl Normalizer {
         &self.namer
     }
 
-    /// The route of a call's path ([`route_of`]), shared with the path itself when it has no
-    /// id to replace.
-    pub fn route(&mut self, path: &Arc<str>) -> Arc<str> {
-        match route_of(path) {
-            Cow::Borrowed(_) => path.clone(),
-            Cow::Owned(route) => self.namer.intern(&route),
-        }
-    }
-
     /// Normalizes one flow.
     pub fn normalize(&mut self, f: &FlowView<'_>) -> Normalized {
         if f.flow_type != FlowType::L7 && f.flow_type != FlowType::Unknown {
