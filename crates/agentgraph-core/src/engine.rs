@@ -137,13 +137,13 @@ pub struct EngineStats {
 type CallId = crate::table::Id;
 
 /// Timing statistics learned by an engine, by kind of call (a hash of the server agent and the
-/// route, the path with its ids as `{id}`: the same in every run, so one engine's model serves
-/// another).
+/// route, the path with its ids as `{id}`: the same for every engine of one process, so one
+/// engine's model serves another; it is not meant to be stored).
 #[derive(Clone, Debug, Default)]
 pub struct TimingModel(HashMap<u64, EdgeTiming>);
 
 impl TimingModel {
-    /// Number of (agent, route) pairs with statistics.
+    /// Number of kinds of call with statistics.
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -636,7 +636,10 @@ impl Engine {
         for id in open {
             self.close(id, self.now, true);
         }
-        let places: Vec<Place> = self.pending_children.keys().cloned().collect();
+        // In a fixed order: the map's is random, and the decisions of one place teach the timing
+        // that decides the next.
+        let mut places: Vec<Place> = self.pending_children.keys().cloned().collect();
+        places.sort_unstable();
         for p in places {
             self.resolve(&p, true);
         }

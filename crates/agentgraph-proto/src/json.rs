@@ -232,24 +232,33 @@ fn flow_field<'a>(cur: &mut Cursor<'a>, key: &[u8], f: &mut FlowView<'a>) -> Res
                 EnumValue::Number(n) => FlowType::from_number(n),
             }
         }
-        b"IP" => {
-            let at = cur.i;
-            if let Some((source, destination)) = cur.exact_ip() {
-                (f.ip_source, f.ip_destination) = (source, destination);
-            } else {
-                cur.i = at;
-                cur.object(|cur, k| {
-                    match k {
-                        b"source" => f.ip_source = cur.string_value("IP.source")?,
-                        b"destination" => f.ip_destination = cur.string_value("IP.destination")?,
-                        _ => cur.skip_value()?,
-                    }
-                    Ok(())
-                })?
+        // A member the object leaves out keeps what an earlier copy of it set, as in the
+        // general walk (a flow that repeats `IP` or `l4` is not valid protojson, but reads the
+        // same either way).
+        b"IP" if let Some((source, destination)) = cur.exact_ip() => {
+            if let Some(source) = source {
+                f.ip_source = source;
+            }
+            if let Some(destination) = destination {
+                f.ip_destination = destination;
             }
         }
+        b"IP" => cur.object(|cur, k| {
+            match k {
+                b"source" => f.ip_source = cur.string_value("IP.source")?,
+                b"destination" => f.ip_destination = cur.string_value("IP.destination")?,
+                _ => cur.skip_value()?,
+            }
+            Ok(())
+        })?,
         b"l4" if let Some((l4, source_port, destination_port)) = cur.exact_l4() => {
-            (f.l4, f.source_port, f.destination_port) = (l4, source_port, destination_port);
+            f.l4 = l4;
+            if let Some(port) = source_port {
+                f.source_port = port;
+            }
+            if let Some(port) = destination_port {
+                f.destination_port = port;
+            }
         }
         b"l4" => cur.object(|cur, k| {
             let proto = match k {
@@ -373,12 +382,11 @@ static STRUCTURAL: [u8; 256] = {
     t
 };
 
-/// A position in one JSON text. Methods consume one value and leave the cursor after it.
 /// Label arrays as they last came, by what they belong to: every record repeats its node's
 /// labels and its endpoints' labels, hundreds of bytes scanned string by string, and a line
 /// whose labels are byte for byte an array already read whole skips them with one comparison.
 /// Forgotten all at once past `KNOWN_ARRAYS` owners, so a stream of ever new names cannot grow
-/// it.
+/// it; long arrays and names are not kept, so it holds about 17 MiB at most.
 #[derive(Default)]
 struct KnownLabels {
     /// By [`LabelsOwner::key`].
@@ -412,12 +420,21 @@ impl LabelsOwner<'_> {
     }
 }
 
+/// Owners whose labels are remembered (per thread).
 const KNOWN_ARRAYS: usize = 4096;
+/// The longest label array remembered: Hubble's run to a few hundred bytes.
+const KNOWN_ARRAY_BYTES: usize = 4096;
+/// The longest owner key remembered (a node's name, an endpoint's namespace).
+const KNOWN_OWNER_BYTES: usize = 256;
 
 thread_local! {
     static KNOWN_LABELS: RefCell<KnownLabels> = RefCell::default();
+    /// Label arrays skipped as remembered, for the tests to see the memory at work.
+    #[cfg(test)]
+    static KNOWN_LABEL_HITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// A position in one JSON text. Methods consume one value and leave the cursor after it.
 pub(crate) struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
@@ -820,10 +837,9 @@ impl<'a> Cursor<'a> {
     fn endpoint(&mut self) -> Result<EndpointView<'a>> {
         self.ws();
         let start = self.i;
-        if let Some(e) = self.exact_endpoint() {
+        if let Some(e) = self.exact_or_rewind(Self::exact_endpoint) {
             return Ok(e);
         }
-        self.i = start;
         let mut e = EndpointView::default();
         self.object(|cur, k| {
             match k {
@@ -887,37 +903,38 @@ impl<'a> Cursor<'a> {
     }
 
     /// `IP` exactly as Hubble prints it (compact, members in the protobuf's order, any left
-    /// out): its source and destination addresses, read without the general object walk.
-    /// `None` for anything else, which the caller rewinds and leaves to the general walk.
-    fn exact_ip(&mut self) -> Option<(JStr<'a>, JStr<'a>)> {
-        if self.peek() != Some(b'{') {
-            return None;
-        }
-        self.i += 1;
-        let mut first = true;
-        let (mut source, mut destination) = (JStr::default(), JStr::default());
-        if self.member(&mut first, b"\"source\":") {
-            source = self.string_value("IP.source").ok()?;
-        }
-        if self.member(&mut first, b"\"destination\":") {
-            destination = self.string_value("IP.destination").ok()?;
-        }
-        if self.member(&mut first, b"\"ipVersion\":") {
-            self.enum_value("IP.ipVersion").ok()?;
-        }
-        if self.peek() != Some(b'}') {
-            return None;
-        }
-        self.i += 1;
-        Some((source, destination))
+    /// out): its source and destination addresses when present, read without the general
+    /// object walk. `None` (the cursor put back) for anything else, for the general walk.
+    fn exact_ip(&mut self) -> Option<(Option<JStr<'a>>, Option<JStr<'a>>)> {
+        self.exact_or_rewind(|cur| {
+            if cur.peek() != Some(b'{') {
+                return None;
+            }
+            cur.i += 1;
+            let mut first = true;
+            let (mut source, mut destination) = (None, None);
+            if cur.member(&mut first, b"\"source\":") {
+                source = Some(cur.string_value("IP.source").ok()?);
+            }
+            if cur.member(&mut first, b"\"destination\":") {
+                destination = Some(cur.string_value("IP.destination").ok()?);
+            }
+            if cur.member(&mut first, b"\"ipVersion\":") {
+                cur.enum_value("IP.ipVersion").ok()?;
+            }
+            if cur.peek() != Some(b'}') {
+                return None;
+            }
+            cur.i += 1;
+            Some((source, destination))
+        })
     }
 
     /// `l4` exactly as Hubble prints it for TCP or UDP without flags (every L7 record):
     /// `{"TCP":{"source_port":…,"destination_port":…}}`, read without the general object walk.
     /// `None` (the cursor put back) for anything else, for the general walk.
-    fn exact_l4(&mut self) -> Option<(L4Protocol, u32, u32)> {
-        let at = self.i;
-        let read = |cur: &mut Self| {
+    fn exact_l4(&mut self) -> Option<(L4Protocol, Option<u32>, Option<u32>)> {
+        self.exact_or_rewind(|cur| {
             if cur.peek() != Some(b'{') {
                 return None;
             }
@@ -931,24 +948,31 @@ impl<'a> Cursor<'a> {
                 return None;
             };
             let mut first = true;
-            let (mut source_port, mut destination_port) = (0, 0);
+            let (mut source_port, mut destination_port) = (None, None);
             if cur.member(&mut first, b"\"source_port\":") {
-                source_port = cur.u32_value("source_port").ok()?;
+                source_port = Some(cur.u32_value("source_port").ok()?);
             }
             if cur.member(&mut first, b"\"destination_port\":") {
-                destination_port = cur.u32_value("destination_port").ok()?;
+                destination_port = Some(cur.u32_value("destination_port").ok()?);
             }
             if cur.b.get(cur.i..cur.i + 2) != Some(b"}}") {
                 return None;
             }
             cur.i += 2;
             Some((protocol, source_port, destination_port))
-        };
-        let l4 = read(self);
-        if l4.is_none() {
+        })
+    }
+
+    /// Runs a fast path for a value in the exact form Hubble prints; when it gives up, puts the
+    /// cursor back where it started, for the general walk.
+    #[inline(always)]
+    fn exact_or_rewind<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        let at = self.i;
+        let value = read(self);
+        if value.is_none() {
             self.i = at;
         }
-        l4
+        value
     }
 
     /// Moves past `name` (`"key":`), and the comma before it unless it is the object's first
@@ -977,12 +1001,14 @@ impl<'a> Cursor<'a> {
                 && self.b[start..].starts_with(labels)
             {
                 self.i += labels.len();
+                #[cfg(test)]
+                KNOWN_LABEL_HITS.set(KNOWN_LABEL_HITS.get() + 1);
                 return Some(&self.b[start..self.i]);
             }
-            let Some(array) = self.exact_string_array() else {
-                self.i = start;
-                return None;
-            };
+            let array = self.exact_or_rewind(Self::exact_string_array)?;
+            if array.len() > KNOWN_ARRAY_BYTES || known.key.len() > KNOWN_OWNER_BYTES {
+                return Some(array);
+            }
             if let Some(labels) = known.arrays.get_mut(&known.key[..]) {
                 labels.clear();
                 labels.extend_from_slice(array);
@@ -1088,12 +1114,7 @@ impl<'a> Cursor<'a> {
     /// leaves the cursor where it was, for that walk.
     #[inline]
     fn exact_pair<const A: usize, const B: usize>(&mut self, a: &[u8; A], b: &[u8; B]) -> Option<(JStr<'a>, JStr<'a>)> {
-        let start = self.i;
-        let pair = self.exact_pair_at(a, b);
-        if pair.is_none() {
-            self.i = start;
-        }
-        pair
+        self.exact_or_rewind(|cur| cur.exact_pair_at(a, b))
     }
 
     /// The member names' lengths are constants (`A`, `B`), so their compares are inlined
@@ -1117,11 +1138,9 @@ impl<'a> Cursor<'a> {
     /// raw array is kept (and checked) as for any other array.
     fn headers(&mut self) -> Result<HeaderList<'a>> {
         self.ws();
-        let start = self.i;
-        if let Some(found) = self.scan_headers() {
+        if let Some(found) = self.exact_or_rewind(Self::scan_headers) {
             return Ok(HeaderList::Scanned(found));
         }
-        self.i = start;
         Ok(HeaderList::Json(self.raw_array("http.headers")?))
     }
 
@@ -1328,16 +1347,28 @@ mod tests {
         };
         let source_labels =
             |l: &str| -> Vec<String> { flow(l).source.labels.iter().map(|l| l.value().into_owned()).collect() };
+        let hits = || KNOWN_LABEL_HITS.get();
         let first = line(r#""k8s:app=productpage","k8s:version=v1""#, node_labels);
         assert_eq!(source_labels(&first), ["k8s:app=productpage", "k8s:version=v1"]);
+        // The same line again: the node's and both endpoints' labels are skipped as remembered.
+        let before = hits();
         assert_eq!(source_labels(&first), ["k8s:app=productpage", "k8s:version=v1"]);
+        assert_eq!(hits() - before, 3);
+        // Changed labels of the same node and endpoint identity are read anew (only the
+        // destination's are as before).
+        let before = hits();
         let changed = line(r#""k8s:app=productpage","k8s:version=v2""#, &node_labels.replace("b=2", "b=3"));
         assert_eq!(source_labels(&changed), ["k8s:app=productpage", "k8s:version=v2"]);
-        // A prefix of the remembered array followed by garbage is not a hit.
-        let cut = line(r#""k8s:app=productpage","k8s:version=v2"#, node_labels);
-        assert!(decode_line(cut.as_bytes()).is_err());
-        let node_cut = line(r#""k8s:app=productpage","k8s:version=v1""#, &node_labels.replace(r#""b=2"]"#, r#""b=2""#));
-        assert!(decode_line(node_cut.as_bytes()).is_err());
+        assert_eq!(hits() - before, 1);
+        // The remembered arrays without their closing bracket are no hits, and errors as before.
+        let cut = line(r#""k8s:app=productpage","k8s:version=v2""#, node_labels).replacen(
+            r#""k8s:version=v2"]"#,
+            r#""k8s:version=v2""#,
+            1,
+        );
+        assert_eq!(decode_line(cut.as_bytes()).unwrap_err().kind, DecodeErrorKind::Syntax);
+        let node_cut = line(r#""k8s:app=productpage","k8s:version=v2""#, &node_labels.replace(r#""b=2"]"#, r#""b=3""#));
+        assert_eq!(decode_line(node_cut.as_bytes()).unwrap_err().kind, DecodeErrorKind::Syntax);
         assert_eq!(source_labels(&first), ["k8s:app=productpage", "k8s:version=v1"]);
         let f = flow(&first);
         assert_eq!(f.node_name.value(), "kind-control-plane");
