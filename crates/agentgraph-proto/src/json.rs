@@ -864,40 +864,32 @@ impl<'a> Cursor<'a> {
     /// rewinds), which reads it or reports the error as before.
     fn exact_endpoint(&mut self) -> Option<EndpointView<'a>> {
         let start = self.i;
-        if self.peek() != Some(b'{') {
-            return None;
-        }
-        self.i += 1;
-        let mut e = EndpointView::default();
-        // Each member, when next (after a comma unless it is the first): its name is compared
-        // as a constant of known length, inline rather than by a call to `memcmp`.
-        let mut first = true;
-        if self.member(&mut first, b"\"ID\":") {
-            e.id = self.u32_value("ID").ok()?;
-        }
-        if self.member(&mut first, b"\"identity\":") {
-            e.identity = self.u32_value("identity").ok()?;
-        }
-        if self.member(&mut first, b"\"cluster_name\":") {
-            e.cluster_name = self.string_value("cluster_name").ok()?;
-        }
-        if self.member(&mut first, b"\"namespace\":") {
-            e.namespace = self.string_value("namespace").ok()?;
-        }
-        if self.member(&mut first, b"\"labels\":") {
-            let owner = LabelsOwner::Endpoint { namespace: e.namespace.raw(), identity: e.identity };
-            e.labels = StrList::Json(self.known_labels(owner)?);
-        }
-        if self.member(&mut first, b"\"pod_name\":") {
-            e.pod_name = self.string_value("pod_name").ok()?;
-        }
-        if self.member(&mut first, b"\"workloads\":") {
-            e.workloads = WorkloadList::Json(self.exact_workloads()?);
-        }
-        if self.peek() != Some(b'}') {
-            return None;
-        }
-        self.i += 1;
+        let mut e = self.exact_object(|cur, first| {
+            let mut e = EndpointView::default();
+            if cur.member(first, b"\"ID\":") {
+                e.id = cur.u32_value("ID").ok()?;
+            }
+            if cur.member(first, b"\"identity\":") {
+                e.identity = cur.u32_value("identity").ok()?;
+            }
+            if cur.member(first, b"\"cluster_name\":") {
+                e.cluster_name = cur.string_value("cluster_name").ok()?;
+            }
+            if cur.member(first, b"\"namespace\":") {
+                e.namespace = cur.string_value("namespace").ok()?;
+            }
+            if cur.member(first, b"\"labels\":") {
+                let owner = LabelsOwner::Endpoint { namespace: e.namespace.raw(), identity: e.identity };
+                e.labels = StrList::Json(cur.known_labels(owner)?);
+            }
+            if cur.member(first, b"\"pod_name\":") {
+                e.pod_name = cur.string_value("pod_name").ok()?;
+            }
+            if cur.member(first, b"\"workloads\":") {
+                e.workloads = WorkloadList::Json(cur.exact_workloads()?);
+            }
+            Some(e)
+        })?;
         e.raw = &self.b[start..self.i];
         Some(e)
     }
@@ -907,26 +899,19 @@ impl<'a> Cursor<'a> {
     /// object walk. `None` (the cursor put back) for anything else, for the general walk.
     fn exact_ip(&mut self) -> Option<(Option<JStr<'a>>, Option<JStr<'a>>)> {
         self.exact_or_rewind(|cur| {
-            if cur.peek() != Some(b'{') {
-                return None;
-            }
-            cur.i += 1;
-            let mut first = true;
-            let (mut source, mut destination) = (None, None);
-            if cur.member(&mut first, b"\"source\":") {
-                source = Some(cur.string_value("IP.source").ok()?);
-            }
-            if cur.member(&mut first, b"\"destination\":") {
-                destination = Some(cur.string_value("IP.destination").ok()?);
-            }
-            if cur.member(&mut first, b"\"ipVersion\":") {
-                cur.enum_value("IP.ipVersion").ok()?;
-            }
-            if cur.peek() != Some(b'}') {
-                return None;
-            }
-            cur.i += 1;
-            Some((source, destination))
+            cur.exact_object(|cur, first| {
+                let (mut source, mut destination) = (None, None);
+                if cur.member(first, b"\"source\":") {
+                    source = Some(cur.string_value("IP.source").ok()?);
+                }
+                if cur.member(first, b"\"destination\":") {
+                    destination = Some(cur.string_value("IP.destination").ok()?);
+                }
+                if cur.member(first, b"\"ipVersion\":") {
+                    cur.enum_value("IP.ipVersion").ok()?;
+                }
+                Some((source, destination))
+            })
         })
     }
 
@@ -935,32 +920,46 @@ impl<'a> Cursor<'a> {
     /// `None` (the cursor put back) for anything else, for the general walk.
     fn exact_l4(&mut self) -> Option<(L4Protocol, Option<u32>, Option<u32>)> {
         self.exact_or_rewind(|cur| {
-            if cur.peek() != Some(b'{') {
-                return None;
-            }
-            cur.i += 1;
-            let mut first = true;
-            let protocol = if cur.member(&mut first, b"\"TCP\":{") {
-                L4Protocol::Tcp
-            } else if cur.member(&mut first, b"\"UDP\":{") {
-                L4Protocol::Udp
-            } else {
-                return None;
-            };
-            let mut first = true;
-            let (mut source_port, mut destination_port) = (None, None);
-            if cur.member(&mut first, b"\"source_port\":") {
-                source_port = Some(cur.u32_value("source_port").ok()?);
-            }
-            if cur.member(&mut first, b"\"destination_port\":") {
-                destination_port = Some(cur.u32_value("destination_port").ok()?);
-            }
-            if cur.b.get(cur.i..cur.i + 2) != Some(b"}}") {
-                return None;
-            }
-            cur.i += 2;
-            Some((protocol, source_port, destination_port))
+            cur.exact_object(|cur, first| {
+                let protocol = if cur.member(first, b"\"TCP\":") {
+                    L4Protocol::Tcp
+                } else if cur.member(first, b"\"UDP\":") {
+                    L4Protocol::Udp
+                } else {
+                    return None;
+                };
+                let (source_port, destination_port) = cur.exact_object(|cur, first| {
+                    let (mut source_port, mut destination_port) = (None, None);
+                    if cur.member(first, b"\"source_port\":") {
+                        source_port = Some(cur.u32_value("source_port").ok()?);
+                    }
+                    if cur.member(first, b"\"destination_port\":") {
+                        destination_port = Some(cur.u32_value("destination_port").ok()?);
+                    }
+                    Some((source_port, destination_port))
+                })?;
+                Some((protocol, source_port, destination_port))
+            })
         })
+    }
+
+    /// A compact object whose members `members` reads in their order with [`Cursor::member`]
+    /// (told whether the next is the first): from its `{` through its `}`. `None` for anything
+    /// else, the caller rewinding. Each member's name is compared as a constant of known
+    /// length, inline rather than by a call to `memcmp`.
+    #[inline(always)]
+    fn exact_object<T>(&mut self, members: impl FnOnce(&mut Self, &mut bool) -> Option<T>) -> Option<T> {
+        if self.peek() != Some(b'{') {
+            return None;
+        }
+        self.i += 1;
+        let mut first = true;
+        let value = members(self, &mut first)?;
+        if self.peek() != Some(b'}') {
+            return None;
+        }
+        self.i += 1;
+        Some(value)
     }
 
     /// Runs a fast path for a value in the exact form Hubble prints; when it gives up, puts the
