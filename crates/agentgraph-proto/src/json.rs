@@ -99,7 +99,10 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
         Some(_) => return Err(cur.err(DecodeErrorKind::Syntax)),
     }
 
-    let mut flow = FlowView::default();
+    // A legacy bare Flow's fields, made when the first top-level key that is not a wrapper's
+    // comes: a wrapped line (nearly all) then fills one view, not two (a view is several hundred
+    // bytes, and making one copies them).
+    let mut bare: Option<FlowView<'_>> = None;
     let mut saw_flow_field = false;
     let mut wrapped_flow: Option<(FlowView<'_>, bool)> = None;
     let mut wrapper_time: Option<i64> = None;
@@ -175,7 +178,7 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
             }
             _ => {
                 // A legacy bare Flow line: the flow's fields sit at the top level.
-                if flow_field(cur, key, &mut flow)? {
+                if flow_field(cur, key, bare.get_or_insert_with(FlowView::default))? {
                     saw_flow_field = true;
                 }
             }
@@ -207,6 +210,7 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
     }
     if saw_flow_field || wrapper_time.is_some() {
         // Bare legacy Flow: its `time`/`node_name` were read as the "wrapper" keys above.
+        let mut flow = bare.unwrap_or_default();
         flow.time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
         flow.node_name = wrapper_node;
         return Ok(Event::Flow(flow));
