@@ -612,6 +612,9 @@ mod tests {
                 }
             }
         }
+        for text in ["1.2.3", "1.2.3.4.", "1.2.3.4.5", ".1.2.3", "1..2.3", "255.255.255.255", "", "1"] {
+            assert_eq!(dotted_quad(text.as_bytes()), text.parse().ok(), "{text:?}");
+        }
     }
 
     #[test]
