@@ -1663,63 +1663,82 @@ impl Engine {
             self.calls.prefetch(id);
         }
         self.learn(&group.calls);
-        let calls: Vec<(CallId, Call)> =
-            group.calls.iter().filter_map(|id| self.calls.remove(id).map(|c| (*id, c))).collect();
-        for (id, c) in &calls {
-            for o in &c.obs {
-                if let Some(conn) = &o.pending_on {
-                    remove_pending(&mut self.pending, conn, *id);
+        // The report is built from the calls where they lie, and they are dropped there after:
+        // a call is some 500 bytes to move.
+        let calls: Vec<(CallId, &Call)> =
+            group.calls.iter().filter_map(|id| self.calls.get(id).map(|c| (*id, c))).collect();
+        // A call whose request was not seen started before its earliest child, or at the latest
+        // when it was answered (such calls are rare: the map is made only when there is one).
+        let earliest_child: HashMap<CallId, Nanos> = if calls.iter().any(|(_, c)| c.start().is_none()) {
+            let mut earliest = HashMap::new();
+            for (_, c) in &calls {
+                if let (Some(p), Some(s)) = (c.parent, c.start()) {
+                    let e = earliest.entry(p).or_insert(s);
+                    *e = (*e).min(s);
                 }
             }
-            if let Some(p) = place(&c.server)
-                && let Some(list) = self.inbound.get_mut(&p)
-                && list.release(&self.calls)
-            {
-                self.inbound.remove(&p);
-            }
-            if let Some(list) = self.twins.get_mut(&c.dedup_key)
-                && list.release(&self.calls)
-            {
-                self.twins.remove(&c.dedup_key);
-            }
-        }
-        // A call whose request was not seen started before its earliest child, or at the latest
-        // when it was answered.
-        let mut earliest_child: HashMap<CallId, Nanos> = HashMap::new();
-        for (_, c) in &calls {
-            if let (Some(p), Some(s)) = (c.parent, c.start()) {
-                let e = earliest_child.entry(p).or_insert(s);
-                *e = (*e).min(s);
-            }
-        }
+            earliest
+        } else {
+            HashMap::new()
+        };
         let estimated_start =
             |id: &CallId, c: &Call| c.start().or_else(|| earliest_child.get(id).copied()).or(c.closed_at).unwrap_or(0);
-        // An estimated start ties with its first child; the parent sorts first. The calls stay
-        // where they are and their keys are sorted: a call is some 500 bytes to move.
+        // An estimated start ties with its first child; the parent sorts first.
         let mut order: Vec<(Nanos, bool, CallId, usize)> = calls
             .iter()
             .enumerate()
             .map(|(i, (id, c))| (estimated_start(id, c), c.start().is_some(), *id, i))
             .collect();
         order.sort_unstable();
-        let index: HashMap<CallId, usize> = order.iter().enumerate().map(|(pos, &(_, _, id, _))| (id, pos)).collect();
+        let mut index: HashMap<CallId, usize> = HashMap::with_capacity(order.len());
+        index.extend(order.iter().enumerate().map(|(pos, &(_, _, id, _))| (id, pos)));
         let namer = self.normalizer.namer();
         let records: Vec<CallRecord> =
-            order.iter().map(|&(start, _, _, i)| to_record(&calls[i].1, start, &index, namer)).collect();
+            order.iter().map(|&(start, _, _, i)| to_record(calls[i].1, start, &index, namer)).collect();
+        // What the bookkeeping below needs of each call, so that the calls can go first (the
+        // lists are pruned of calls no longer held).
+        let leaving: Vec<Leaving> = calls
+            .iter()
+            .map(|(id, c)| Leaving {
+                id: *id,
+                pending_on: [c.obs[0].pending_on, c.obs[1].pending_on],
+                server: place(&c.server),
+                dedup_key: c.dedup_key,
+            })
+            .collect();
+        for call in &leaving {
+            self.calls.discard(&call.id);
+        }
+        for call in &leaving {
+            for conn in call.pending_on.iter().flatten() {
+                remove_pending(&mut self.pending, conn, call.id);
+            }
+            if let Some(p) = &call.server
+                && let Some(list) = self.inbound.get_mut(p)
+                && list.release(&self.calls)
+            {
+                self.inbound.remove(p);
+            }
+            if let Some(list) = self.twins.get_mut(&call.dedup_key)
+                && list.release(&self.calls)
+            {
+                self.twins.remove(&call.dedup_key);
+            }
+        }
         if records.is_empty() {
             // Nothing left to report (its calls went with another request).
             return;
         }
-        let correlation = if group.trace_ids.is_empty() && calls.iter().all(|(_, c)| c.trace_id.is_none()) {
+        let correlation = if group.trace_ids.is_empty() && records.iter().all(|c| c.trace_id.is_none()) {
             // A request id names the request when calls share it (propagated), or when the
             // request is one call that carries one: nothing was inferred about either. Ids made
             // up afresh per hop, each on one call of a longer request, name nothing.
             let named_by_rid = {
-                let mut rids: Vec<&Arc<str>> = calls.iter().filter_map(|(_, c)| c.request_id.as_ref()).collect();
+                let mut rids: Vec<&Arc<str>> = records.iter().filter_map(|c| c.request_id.as_ref()).collect();
                 let n = rids.len();
                 rids.sort_unstable();
                 rids.dedup();
-                rids.len() < n || (calls.len() == 1 && n == 1)
+                rids.len() < n || (records.len() == 1 && n == 1)
             };
             if named_by_rid { Correlation::RequestId } else { Correlation::Inferred }
         } else {
@@ -1743,6 +1762,15 @@ impl Engine {
         self.stats.calls_emitted += records.len() as u64;
         self.out.push(RequestGraph::new(id, correlation, records));
     }
+}
+
+/// What emitting a request still has to undo for each of its calls once they are dropped: the
+/// lists and queues that name them.
+struct Leaving {
+    id: CallId,
+    pending_on: [Option<ConnKey>; 2],
+    server: Option<Place>,
+    dedup_key: u64,
 }
 
 /// Both calls carry a trace id, and not the same one: they belong to different requests.

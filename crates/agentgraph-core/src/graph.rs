@@ -186,7 +186,7 @@ impl RequestGraph {
 
     fn compute(&mut self) {
         let n = self.calls.len();
-        let children: Vec<Vec<usize>> = (0..n).map(|i| self.children(i)).collect();
+        let children = ChildLists::new(&self.calls);
         let mut figures = vec![CallFigures::default(); n];
         // Depth: calls are ordered by start and a child starts after its parent, but a child
         // index can still be lower when clocks disagree, so walk from the roots.
@@ -196,21 +196,28 @@ impl RequestGraph {
             depth[r] = 1;
         }
         while let Some(i) = stack.pop() {
-            for &c in &children[i] {
+            for &c in children.of(i) {
                 depth[c] = depth[i] + 1;
                 stack.push(c);
             }
         }
-        for (i, kids) in children.iter().enumerate() {
-            let f = &mut figures[i];
+        // Lists reused from call to call (this runs for every request emitted).
+        let (mut intervals, mut events, mut clipped) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, f) in figures.iter_mut().enumerate() {
+            let kids = children.of(i);
             f.fan_out = kids.len();
             let parent_window = self.calls[i].served.or_else(|| self.calls[i].made());
-            let intervals: Vec<Interval> =
-                kids.iter().map(|&k| child_interval(&self.calls[k], parent_window, self.end)).collect();
-            f.fan_out_concurrent = max_overlap(&intervals);
-            f.self_time = parent_window.map(|w| w.duration() - covered(&intervals, w));
+            intervals.clear();
+            intervals.extend(kids.iter().map(|&k| child_interval(&self.calls[k], parent_window, self.end)));
+            f.fan_out_concurrent = max_overlap_using(&intervals, &mut events);
+            f.self_time = parent_window.map(|w| w.duration() - covered_using(&intervals, w, &mut clipped));
         }
         let mut agents: Vec<&Arc<str>> = self.calls.iter().flat_map(|c| [&c.client, &c.server]).collect();
+        // By address first: agent names are interned, so equal names are nearly always one
+        // allocation, and comparing the few left by their text is cheap (comparing all of them,
+        // two per call, was half the cost of these statistics).
+        agents.sort_unstable_by_key(|a| Arc::as_ptr(a).cast::<u8>() as usize);
+        agents.dedup_by(|a, b| Arc::ptr_eq(a, b));
         agents.sort_unstable();
         agents.dedup();
         let (critical_path, critical_calls) = self.critical_path(&children);
@@ -231,7 +238,7 @@ impl RequestGraph {
     /// last, repeatedly the child that returned last. Its length is the time from the start of
     /// that top-level call to the end of the request, attributed along the chain; time before
     /// it (an earlier attempt that failed, for instance) is not on the critical path.
-    fn critical_path(&self, children: &[Vec<usize>]) -> (Nanos, Vec<usize>) {
+    fn critical_path(&self, children: &ChildLists) -> (Nanos, Vec<usize>) {
         // Among several top-level calls (client retries sharing a request id), the answered one
         // that ends last: a call never answered has no end to compare.
         let top = (0..self.calls.len()).filter(|&i| self.calls[i].parent.is_none()).max_by_key(|&i| {
@@ -242,7 +249,7 @@ impl RequestGraph {
         let length = self.end - self.calls[at].start;
         let mut chain = vec![at];
         loop {
-            let next = children[at].iter().copied().filter(|&k| self.calls[k].made().is_some()).max_by_key(|&k| {
+            let next = children.of(at).iter().copied().filter(|&k| self.calls[k].made().is_some()).max_by_key(|&k| {
                 let m = self.calls[k].made().unwrap_or(Interval { start: 0, end: 0 });
                 (m.end, std::cmp::Reverse(k))
             });
@@ -258,6 +265,43 @@ impl RequestGraph {
     }
 }
 
+/// Every call's children in index order (so by start), in two allocations for the whole
+/// request rather than one per call: built from the calls' parent indices.
+struct ChildLists {
+    /// Call `i`'s children are `children[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<usize>,
+    children: Vec<usize>,
+}
+
+impl ChildLists {
+    fn new(calls: &[CallRecord]) -> Self {
+        let n = calls.len();
+        let parents = || calls.iter().enumerate().filter_map(|(i, c)| c.parent.filter(|&p| p < n).map(|p| (i, p)));
+        // Counted per parent and summed, `offsets[p]` is where p's range ends; filled from the
+        // last child back, each parent's end moves down to its start, and the children come out
+        // in index order.
+        let mut offsets = vec![0usize; n + 1];
+        for (_, p) in parents() {
+            offsets[p] += 1;
+        }
+        let mut sum = 0;
+        for o in &mut offsets {
+            sum += *o;
+            *o = sum;
+        }
+        let mut children = vec![0; sum];
+        for (i, p) in parents().rev() {
+            offsets[p] -= 1;
+            children[offsets[p]] = i;
+        }
+        ChildLists { offsets, children }
+    }
+
+    fn of(&self, i: usize) -> &[usize] {
+        &self.children[self.offsets[i]..self.offsets[i + 1]]
+    }
+}
+
 /// A child's interval for its parent's statistics; a child without a response lasts until the
 /// parent ends (it was still outstanding when the parent answered), or until the request's last
 /// record when the parent never answered either (a request cut off by the end of the capture).
@@ -270,7 +314,12 @@ fn child_interval(child: &CallRecord, parent: Option<Interval>, request_end: Nan
 
 /// The largest number of intervals in flight at one moment (touching ends do not overlap).
 pub fn max_overlap(intervals: &[Interval]) -> usize {
-    let mut events: Vec<(Nanos, i32)> = Vec::with_capacity(intervals.len() * 2);
+    max_overlap_using(intervals, &mut Vec::new())
+}
+
+/// [`max_overlap`] with a list of the caller's to work in.
+fn max_overlap_using(intervals: &[Interval], events: &mut Vec<(Nanos, i32)>) -> usize {
+    events.clear();
     for iv in intervals {
         events.push((iv.start, 1));
         events.push((iv.end.max(iv.start), -1));
@@ -278,7 +327,7 @@ pub fn max_overlap(intervals: &[Interval]) -> usize {
     // Ends sort before starts at the same instant.
     events.sort_unstable();
     let (mut cur, mut best) = (0i32, 0i32);
-    for (_, d) in events {
+    for &(_, d) in events.iter() {
         cur += d;
         best = best.max(cur);
     }
@@ -287,15 +336,22 @@ pub fn max_overlap(intervals: &[Interval]) -> usize {
 
 /// How much of `window` the union of `intervals` covers.
 pub fn covered(intervals: &[Interval], window: Interval) -> Nanos {
-    let mut clipped: Vec<Interval> = intervals
-        .iter()
-        .map(|iv| Interval { start: iv.start.max(window.start), end: iv.end.min(window.end) })
-        .filter(|iv| iv.end > iv.start)
-        .collect();
+    covered_using(intervals, window, &mut Vec::new())
+}
+
+/// [`covered`] with a list of the caller's to work in.
+fn covered_using(intervals: &[Interval], window: Interval, clipped: &mut Vec<Interval>) -> Nanos {
+    clipped.clear();
+    clipped.extend(
+        intervals
+            .iter()
+            .map(|iv| Interval { start: iv.start.max(window.start), end: iv.end.min(window.end) })
+            .filter(|iv| iv.end > iv.start),
+    );
     clipped.sort_unstable_by_key(|iv| iv.start);
     let mut total = 0;
     let mut cur: Option<Interval> = None;
-    for iv in clipped {
+    for &iv in clipped.iter() {
         match cur.as_mut() {
             Some(c) if iv.start <= c.end => c.end = c.end.max(iv.end),
             _ => {

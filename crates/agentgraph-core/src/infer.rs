@@ -296,6 +296,7 @@ impl EdgeTiming {
     /// `certain`: no child was linked by inference. Fan-out launch gaps are learned only then:
     /// a wrongly joined unit would teach the very gap that joined it.
     pub fn learn(&mut self, parent: Span, children: &[Span], certain: bool) {
+        let first = self.with_children == 0 && self.without_children == 0;
         if children.is_empty() {
             self.without_children = self.without_children.saturating_add(1);
         } else {
@@ -304,11 +305,16 @@ impl EdgeTiming {
         let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
         self.ln_with = ((with + 1.0) / (with + without + 2.0)).ln();
         self.ln_without = ((without + 1.0) / (with + without + 2.0)).ln();
-        self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
         if children.is_empty() {
-            self.update_gap_shares();
+            // What depends on children only is set once, from nothing, and not again here: most
+            // calls learned from have no children, and a logarithm each costs.
+            if first {
+                self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
+                self.update_gap_shares();
+            }
             return;
         }
+        self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
         self.first_offset.add(children[0].start - parent.start);
         // The same steps as scoring takes (`Tail`): gaps and tokens by one definition.
         let mut tail = Tail::default();
