@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use agentgraph_proto::{DecodeError, Event, decode_line};
+use agentgraph_proto::{DecodeError, Event, decode_line_with};
 
 /// Lines longer than this are skipped (and counted) rather than buffered without bound.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
@@ -348,9 +348,8 @@ impl DumpReader {
         }
         while let Some(Reverse((_, i))) = heap.pop() {
             let src = &self.sources[i];
-            if let Ok(ev) = decode_line(src.current()) {
-                pass(&ev, src.current());
-            }
+            // A line is held only once it has decoded (and been counted): it decodes again.
+            let _ = decode_line_with(src.current(), |ev| pass(ev, src.current()));
             if !go.get() {
                 return;
             }
@@ -416,23 +415,22 @@ impl DumpReader {
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    match decode_line(line) {
-                        Err(e) => stats.decode_error(&src.name, src.line, &e),
-                        Ok(ev) => {
-                            match &ev {
-                                Event::Flow(_) => stats.flows += 1,
-                                Event::LostEvents { num_events_lost, .. } => {
-                                    stats.lost_events += num_events_lost;
-                                    stats.lost_event_lines += 1;
-                                }
-                                Event::NodeStatus { .. } => stats.node_status += 1,
-                                Event::Other { .. } => stats.other_events += 1,
+                    let decoded = decode_line_with(line, |ev| {
+                        match ev {
+                            Event::Flow(_) => stats.flows += 1,
+                            Event::LostEvents { num_events_lost, .. } => {
+                                stats.lost_events += num_events_lost;
+                                stats.lost_event_lines += 1;
                             }
-                            match f(&ev, line) {
-                                Step::Continue => {}
-                                Step::Hold => return true,
-                            }
+                            Event::NodeStatus { .. } => stats.node_status += 1,
+                            Event::Other { .. } => stats.other_events += 1,
                         }
+                        f(ev, line)
+                    });
+                    match decoded {
+                        Err(e) => stats.decode_error(&src.name, src.line, &e),
+                        Ok(Step::Continue) => {}
+                        Ok(Step::Hold) => return true,
                     }
                 }
             }

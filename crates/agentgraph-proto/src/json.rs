@@ -84,6 +84,16 @@ type Result<T> = std::result::Result<T, DecodeError>;
 
 /// Decodes one line (without its newline) of Hubble JSON output.
 pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
+    decode_line_with(line, |event| *event)
+}
+
+/// Decodes one line (without its newline) of Hubble JSON output and hands the event to `then`
+/// where it was decoded: a flow's view is several hundred bytes, and returning it would copy
+/// them (into the result, and again where the caller takes it apart), on every line.
+pub fn decode_line_with<'a, R>(
+    line: &'a [u8],
+    then: impl FnOnce(&Event<'a>) -> R,
+) -> std::result::Result<R, DecodeError> {
     let mut cur = Cursor::new(line);
     cur.ws();
     match cur.peek() {
@@ -102,9 +112,10 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
     // A legacy bare Flow's fields, made when the first top-level key that is not a wrapper's
     // comes: a wrapped line (nearly all) then fills one view, not two (a view is several hundred
     // bytes, and making one copies them).
-    let mut bare: Option<FlowView<'_>> = None;
+    // Both are made as events, so that the view is read where `then` gets it.
+    let mut bare: Option<Event<'_>> = None;
     let mut saw_flow_field = false;
-    let mut wrapped_flow: Option<(FlowView<'_>, bool)> = None;
+    let mut wrapped_flow: Option<(Event<'_>, bool)> = None;
     let mut wrapper_time: Option<i64> = None;
     // The flow's own timestamp as printed: the wrapper repeats it, and is then not parsed again.
     let mut flow_time_raw: &[u8] = &[];
@@ -117,7 +128,8 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
         match key {
             b"flow" => {
                 // Read in place (see `l7`).
-                let (inner, has_time) = wrapped_flow.insert((FlowView::default(), false));
+                let (event, has_time) = wrapped_flow.insert((Event::Flow(FlowView::default()), false));
+                let Event::Flow(inner) = event else { return Ok(()) };
                 cur.object(|cur, k| {
                     if k == b"time" {
                         let at = cur.i;
@@ -133,7 +145,7 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
             b"time" => {
                 let at = cur.i;
                 let repeated = match &wrapped_flow {
-                    Some((inner, true)) if cur.b[at..].starts_with(flow_time_raw) => Some(inner.time_ns),
+                    Some((Event::Flow(inner), true)) if cur.b[at..].starts_with(flow_time_raw) => Some(inner.time_ns),
                     _ => None,
                 };
                 wrapper_time = Some(match repeated {
@@ -178,7 +190,9 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
             }
             _ => {
                 // A legacy bare Flow line: the flow's fields sit at the top level.
-                if flow_field(cur, key, bare.get_or_insert_with(FlowView::default))? {
+                if let Event::Flow(flow) = bare.get_or_insert_with(|| Event::Flow(FlowView::default()))
+                    && flow_field(cur, key, flow)?
+                {
                     saw_flow_field = true;
                 }
             }
@@ -190,30 +204,35 @@ pub fn decode_line(line: &[u8]) -> std::result::Result<Event<'_>, DecodeError> {
         return Err(cur.err(DecodeErrorKind::TrailingData));
     }
 
-    if let Some((mut inner, has_time)) = wrapped_flow {
-        if !has_time {
-            inner.time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
+    if let Some((event, has_time)) = &mut wrapped_flow {
+        if let Event::Flow(inner) = event {
+            if !*has_time {
+                inner.time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
+            }
+            if inner.node_name.is_empty() {
+                inner.node_name = wrapper_node;
+            }
         }
-        if inner.node_name.is_empty() {
-            inner.node_name = wrapper_node;
-        }
-        return Ok(Event::Flow(inner));
+        return Ok(then(event));
     }
     if let Some(num_events_lost) = lost {
-        return Ok(Event::LostEvents { time_ns: wrapper_time, node_name: wrapper_node, num_events_lost });
+        return Ok(then(&Event::LostEvents { time_ns: wrapper_time, node_name: wrapper_node, num_events_lost }));
     }
     if let Some((state, message)) = node_status {
-        return Ok(Event::NodeStatus { time_ns: wrapper_time, state, message });
+        return Ok(then(&Event::NodeStatus { time_ns: wrapper_time, state, message }));
     }
     if other_event {
-        return Ok(Event::Other { time_ns: wrapper_time });
+        return Ok(then(&Event::Other { time_ns: wrapper_time }));
     }
     if saw_flow_field || wrapper_time.is_some() {
         // Bare legacy Flow: its `time`/`node_name` were read as the "wrapper" keys above.
-        let mut flow = bare.unwrap_or_default();
-        flow.time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
-        flow.node_name = wrapper_node;
-        return Ok(Event::Flow(flow));
+        let time_ns = wrapper_time.ok_or(DecodeError { kind: DecodeErrorKind::MissingTime, offset: 0 })?;
+        let event = bare.get_or_insert_with(|| Event::Flow(FlowView::default()));
+        if let Event::Flow(flow) = event {
+            flow.time_ns = time_ns;
+            flow.node_name = wrapper_node;
+        }
+        return Ok(then(event));
     }
     Err(DecodeError { kind: DecodeErrorKind::NotAnEvent, offset: 0 })
 }

@@ -37,7 +37,7 @@ pub mod peer {
     tonic::include_proto!("peer");
 }
 
-pub use json::{DecodeError, DecodeErrorKind, PairIter, decode_line};
+pub use json::{DecodeError, DecodeErrorKind, PairIter, decode_line, decode_line_with};
 pub use view::{
     EndpointView, Event, FlowType, FlowView, HeaderList, HeaderPairs, HttpView, JStr, L4Protocol, L7Type, L7View,
     SCANNED_HEADERS, ScannedHeaders, StrList, TrafficDirection, Verdict, WorkloadList,
