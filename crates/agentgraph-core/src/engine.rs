@@ -585,7 +585,7 @@ impl Engine {
         let time = record.time;
         if time < self.now {
             self.stats.late_records += 1;
-            self.process(&record);
+            self.process(record);
             return;
         }
         self.newest = self.newest.max(time);
@@ -701,13 +701,16 @@ impl Engine {
         }
         self.last_released = key;
         self.advance(b.time);
-        self.process(&b.record);
+        self.process(b.record);
     }
 
-    fn process(&mut self, r: &HttpRecord) {
+    /// By value: a request that makes a call gives it its names and ids (shared strings) rather
+    /// than copies of them, whose reference counts would go up for the call and down again as
+    /// the record is dropped.
+    fn process(&mut self, r: HttpRecord) {
         if r.is_response {
             self.stats.http_responses += 1;
-            self.on_response(r);
+            self.on_response(&r);
         } else {
             self.stats.http_requests += 1;
             self.on_request(r);
@@ -757,11 +760,11 @@ impl Engine {
             .map(|(_, id)| id)
     }
 
-    fn on_request(&mut self, r: &HttpRecord) {
+    fn on_request(&mut self, r: HttpRecord) {
         let slot = Self::slot(r.direction);
-        let key = Self::dedup_key(r);
-        let conn = Self::conn_key(r);
-        if let Some(id) = self.find_twin(r, key, slot) {
+        let key = Self::dedup_key(&r);
+        let conn = Self::conn_key(&r);
+        if let Some(id) = self.find_twin(&r, key, slot) {
             self.stats.duplicate_requests += 1;
             let call = self.calls.get_mut(&id).expect("twin exists");
             let o = &mut call.obs[slot];
@@ -778,8 +781,9 @@ impl Engine {
             return;
         }
         self.make_room();
+        let time = r.time;
         let id = self.new_call(r, key, slot);
-        let (in_flight, own_request) = self.in_flight_at(id, r.time);
+        let (in_flight, own_request) = self.in_flight_at(id, time);
         // The calls in flight on the client's pod may be this call's parent: their request waits
         // until this call is decided, even if they answer first (a client that gave up).
         if !own_request {
@@ -790,7 +794,7 @@ impl Engine {
         call.claims_in_flight = !own_request;
         call.obs[slot].pending_on = Some(conn);
         self.pending.entry(conn).or_default().push((id, slot));
-        self.expiries.push((r.time + self.config.response_timeout, id));
+        self.expiries.push((time + self.config.response_timeout, id));
     }
 
     fn on_response(&mut self, r: &HttpRecord) {
@@ -817,7 +821,7 @@ impl Engine {
         }
         self.stats.orphan_responses += 1;
         self.make_room();
-        let id = self.new_call(r, key, slot);
+        let id = self.new_call(r.clone(), key, slot);
         let call = self.calls.get_mut(&id).expect("just made");
         let o = &mut call.obs[slot];
         o.end = Some(r.time);
@@ -922,7 +926,9 @@ impl Engine {
         }
         call.response_bytes = call.response_bytes.or(r.response_bytes);
         call.request_bytes = call.request_bytes.or(r.request_bytes);
-        call.request_id = call.request_id.clone().or_else(|| r.request_id.clone());
+        if call.request_id.is_none() {
+            call.request_id.clone_from(&r.request_id);
+        }
         call.trace_id = call.trace_id.or(r.trace_id);
         let group = call.group;
         if call.closed_at.is_none() {
@@ -932,7 +938,7 @@ impl Engine {
         }
     }
 
-    fn new_call(&mut self, r: &HttpRecord, dedup_key: u64, slot: usize) -> CallId {
+    fn new_call(&mut self, r: HttpRecord, dedup_key: u64, slot: usize) -> CallId {
         let dedup_key = Self::twin_key(dedup_key, 1 - slot);
         let mut group = self.group_for(r.trace_id, r.request_id.as_ref(), r.time);
         if self.groups.get(&group).is_some_and(|g| g.calls.len() >= self.config.max_request_calls) {
@@ -948,19 +954,20 @@ impl Engine {
             end: None,
             pending_on: None,
         };
-        // The route (the path with its ids as `{id}`) only goes into the kind's hash.
-        let route = route_of(&r.path);
+        // The route (the path with its ids as `{id}`) only goes into the kind's hash, which is
+        // never END (0).
+        let kind = seeded_hash(0x6b69_6e64, (r.server.info.agent.as_bytes(), route_of(&r.path).as_bytes())) | 1;
+        let (time, is_response, latency_ns) = (r.time, r.is_response, r.latency_ns);
         let call = Call {
             group,
-            client: r.client.clone(),
-            server: r.server.clone(),
-            method: r.method.clone(),
-            path: r.path.clone(),
+            client: r.client,
+            server: r.server,
+            method: r.method,
+            path: r.path,
             url_key: r.url_key,
-            // Never END (0).
-            kind: seeded_hash(0x6b69_6e64, (r.server.info.agent.as_bytes(), route.as_bytes())) | 1,
+            kind,
             dedup_key,
-            request_id: r.request_id.clone(),
+            request_id: r.request_id,
             trace_id: r.trace_id,
             request_bytes: r.request_bytes,
             response_bytes: r.response_bytes,
@@ -985,12 +992,12 @@ impl Engine {
             self.inbound.entry(p).or_default().push(id);
         }
         self.twins.entry(dedup_key).or_default().push(id);
-        let start = if r.is_response { r.time - r.latency_ns as Nanos } else { r.time };
+        let start = if is_response { time - latency_ns as Nanos } else { time };
         let g = self.groups.get_mut(&group).expect("group exists");
         g.calls.push(id);
         g.servers.push(server);
         g.open += 1;
-        g.last_activity = g.last_activity.max(r.time);
+        g.last_activity = g.last_activity.max(time);
         if start < g.first_start {
             self.group_starts.remove(&(g.first_start, group));
             g.first_start = start;
