@@ -65,15 +65,16 @@ pub struct InputJson {
     pub requests_emitted_early: u64,
 }
 
-/// One call of a request graph.
+/// One call of a request graph, borrowing its strings from the graph (a report is written
+/// once per request, and copies of its shared strings would each cost two atomic counts).
 #[derive(Clone, Debug, Serialize)]
-pub struct CallJson {
+pub struct CallJson<'a> {
     pub id: CallRef,
     pub parent: Option<CallRef>,
-    pub client: Arc<str>,
-    pub server: Arc<str>,
-    pub method: Arc<str>,
-    pub path: Arc<str>,
+    pub client: &'a str,
+    pub server: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
     pub status: Option<u16>,
     pub start: Timestamp,
     pub duration_ms: Option<f64>,
@@ -96,18 +97,18 @@ pub struct StatsJson {
 
 /// One request graph, as in `requests[]`, the `ndjson` lines and the web API.
 #[derive(Clone, Debug, Serialize)]
-pub struct RequestJson {
-    pub id: String,
+pub struct RequestJson<'a> {
+    pub id: &'a str,
     pub correlation: &'static str,
-    pub root: Arc<str>,
+    pub root: &'a str,
     pub start: Timestamp,
     pub duration_ms: f64,
-    pub calls: Vec<CallJson>,
+    pub calls: Vec<CallJson<'a>>,
     pub stats: StatsJson,
 }
 
-impl From<&RequestGraph> for RequestJson {
-    fn from(g: &RequestGraph) -> Self {
+impl<'a> From<&'a RequestGraph> for RequestJson<'a> {
+    fn from(g: &'a RequestGraph) -> Self {
         let calls = g
             .calls
             .iter()
@@ -115,10 +116,10 @@ impl From<&RequestGraph> for RequestJson {
             .map(|(i, c)| CallJson {
                 id: CallRef(i),
                 parent: c.parent.map(CallRef),
-                client: c.client.clone(),
-                server: c.server.clone(),
-                method: c.method.clone(),
-                path: c.path.clone(),
+                client: &c.client,
+                server: &c.server,
+                method: &c.method,
+                path: &c.path,
                 status: c.status,
                 start: Timestamp(c.start),
                 duration_ms: c.duration.map(ms),
@@ -128,9 +129,9 @@ impl From<&RequestGraph> for RequestJson {
             })
             .collect();
         RequestJson {
-            id: g.id.clone(),
+            id: &g.id,
             correlation: g.correlation.as_str(),
-            root: g.calls[g.root].server.clone(),
+            root: &g.calls[g.root].server,
             start: Timestamp(g.start),
             duration_ms: ms(g.duration()),
             calls,
@@ -147,18 +148,18 @@ impl From<&RequestGraph> for RequestJson {
     }
 }
 
-impl RequestJson {
+impl RequestJson<'_> {
     /// Appends the request as compact JSON, byte for byte what `serde_json::to_writer` writes for
     /// it (a test checks), at about a third of the cost: keys are written as they are instead of
     /// being escaped at run time, and strings that need no escaping are copied whole. Reports
     /// and the collector's output write every request this way.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"id\":");
-        json_str(out, &self.id);
+        json_str(out, self.id);
         out.extend_from_slice(b",\"correlation\":");
         json_str(out, self.correlation);
         out.extend_from_slice(b",\"root\":");
-        json_str(out, &self.root);
+        json_str(out, self.root);
         out.extend_from_slice(b",\"start\":");
         json_time(out, self.start);
         out.extend_from_slice(b",\"duration_ms\":");
@@ -189,7 +190,7 @@ impl RequestJson {
     }
 }
 
-impl CallJson {
+impl CallJson<'_> {
     /// See [`RequestJson::write_json`].
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"id\":");
@@ -197,13 +198,13 @@ impl CallJson {
         out.extend_from_slice(b",\"parent\":");
         json_opt(out, self.parent, json_call_ref);
         out.extend_from_slice(b",\"client\":");
-        json_str(out, &self.client);
+        json_str(out, self.client);
         out.extend_from_slice(b",\"server\":");
-        json_str(out, &self.server);
+        json_str(out, self.server);
         out.extend_from_slice(b",\"method\":");
-        json_str(out, &self.method);
+        json_str(out, self.method);
         out.extend_from_slice(b",\"path\":");
-        json_str(out, &self.path);
+        json_str(out, self.path);
         out.extend_from_slice(b",\"status\":");
         json_opt(out, self.status.map(u64::from), json_uint);
         out.extend_from_slice(b",\"start\":");
@@ -572,10 +573,10 @@ mod tests {
             calls.push(CallJson {
                 id: CallRef(i),
                 parent: (i > 0).then(|| CallRef(i - 1)),
-                client: Arc::from(*s),
-                server: Arc::from(strings[(i + 1) % strings.len()]),
-                method: Arc::from(strings[(i + 2) % strings.len()]),
-                path: Arc::from(strings[(i + 3) % strings.len()]),
+                client: s,
+                server: strings[(i + 1) % strings.len()],
+                method: strings[(i + 2) % strings.len()],
+                path: strings[(i + 3) % strings.len()],
                 status: [None, Some(200), Some(0), Some(u16::MAX)][i % 4],
                 start: Timestamp([0, -1, 1_764_064_800_123_456_789, i64::MAX, i64::MIN / 2][i % 5]),
                 duration_ms: (i % 3 != 0).then(|| floats[i % floats.len()]),
@@ -586,9 +587,9 @@ mod tests {
         }
         for (k, f) in floats.iter().enumerate() {
             let request = RequestJson {
-                id: strings[k % strings.len()].to_string(),
+                id: strings[k % strings.len()],
                 correlation: ["trace_context", "request_id", "inferred"][k % 3],
-                root: Arc::from(strings[(k + 2) % strings.len()]),
+                root: strings[(k + 2) % strings.len()],
                 start: Timestamp(k as i64 * 1_000_000_007),
                 duration_ms: *f,
                 calls: calls[..k % (calls.len() + 1)].to_vec(),

@@ -361,7 +361,7 @@ struct CollectorState {
     calls_unanswered: AtomicU64,
     responses_without_request: AtomicU64,
     records_late: AtomicU64,
-    recent: Mutex<VecDeque<RequestJson>>,
+    recent: Mutex<VecDeque<RequestGraph>>,
     metrics: Option<Metrics>,
 }
 
@@ -554,9 +554,8 @@ fn engine_loop(
             if let Some(m) = &state.metrics {
                 m.observe(&g);
             }
-            let json = RequestJson::from(&g);
             if let Some(s) = sink.as_mut() {
-                s.write(&json).context("cannot write the output")?;
+                s.write(&RequestJson::from(&g)).context("cannot write the output")?;
                 wrote = true;
             }
             if recent_cap > 0 {
@@ -564,7 +563,7 @@ fn engine_loop(
                 if recent.len() >= recent_cap {
                     recent.pop_front();
                 }
-                recent.push_back(json);
+                recent.push_back(g);
             }
         }
         // Once per batch: a graph counted in /readyz and /metrics is in the file too, even if the
