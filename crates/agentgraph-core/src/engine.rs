@@ -1656,6 +1656,10 @@ impl Engine {
     /// Builds the request graph of group `g`, removes its state and queues the graph.
     fn emit(&mut self, g: GroupId) {
         let Some(group) = self.groups.remove(&g) else { return };
+        // First, so that the loads overlap the index updates below as well as each other.
+        for id in &group.calls {
+            self.calls.prefetch(id);
+        }
         self.group_starts.remove(&(group.first_start, g));
         for t in &group.trace_ids {
             if self.by_trace.get(t) == Some(&g) {
@@ -1668,9 +1672,6 @@ impl Engine {
             }
         }
         self.forget_emitted_order();
-        for id in &group.calls {
-            self.calls.prefetch(id);
-        }
         self.learn(&group.calls);
         // The report is built from the calls where they lie, and they are dropped there after:
         // a call is some 500 bytes to move.
