@@ -167,6 +167,21 @@ mod tests {
     }
 
     #[test]
+    fn a_discarded_value_is_gone_and_its_slot_reused() {
+        let mut t = IdTable::default();
+        let a = t.insert(String::from("a"));
+        let b = t.insert(String::from("b"));
+        assert!(t.discard(&a));
+        assert!(!t.discard(&a), "only once");
+        assert_eq!(t.get(&a), None);
+        assert_eq!(t.len(), 1);
+        let c = t.insert(String::from("c"));
+        assert_eq!(IdTable::<String>::slot_of(a), IdTable::<String>::slot_of(c), "the slot is reused");
+        assert!(!t.discard(&a), "a discarded id never finds the value that took its slot");
+        assert_eq!((t.get(&b).map(String::as_str), t.get(&c).map(String::as_str)), (Some("b"), Some("c")));
+    }
+
+    #[test]
     fn ids_are_unique_and_ordered_by_creation_whatever_slot_they_get() {
         let mut t = IdTable::default();
         let mut ids = Vec::new();

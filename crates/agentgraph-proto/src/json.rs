@@ -112,7 +112,8 @@ pub fn decode_line_with<'a, R>(
     // A legacy bare Flow's fields, made when the first top-level key that is not a wrapper's
     // comes: a wrapped line (nearly all) then fills one view, not two (a view is several hundred
     // bytes, and making one copies them).
-    // Both are made as events, so that the view is read where `then` gets it.
+    // Both are made as events, so that `then` gets a reference to the very event the view was
+    // decoded into, with no move.
     let mut bare: Option<Event<'_>> = None;
     let mut saw_flow_field = false;
     let mut wrapped_flow: Option<(Event<'_>, bool)> = None;
@@ -129,7 +130,7 @@ pub fn decode_line_with<'a, R>(
             b"flow" => {
                 // Read in place (see `l7`).
                 let (event, has_time) = wrapped_flow.insert((Event::Flow(FlowView::default()), false));
-                let Event::Flow(inner) = event else { return Ok(()) };
+                let Event::Flow(inner) = event else { unreachable!("made as a flow just above") };
                 cur.object(|cur, k| {
                     if k == b"time" {
                         let at = cur.i;
@@ -1328,6 +1329,32 @@ mod tests {
         match decode_line(line.as_bytes()).unwrap() {
             Event::Flow(f) => f,
             other => panic!("not a flow: {other:?}"),
+        }
+    }
+
+    /// `then` sees each decodable line's event once, whichever kind, and is never called for a
+    /// line that does not decode.
+    #[test]
+    fn decode_line_with_hands_over_each_event_once_and_nothing_on_error() {
+        let legacy = r#"{"time":"2021-06-21T20:43:40.984355420Z","verdict":"FORWARDED","Type":"L7","node_name":"n1"}"#;
+        let lost =
+            r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"7"},"time":"2021-06-21T20:43:41Z"}"#;
+        let status =
+            r#"{"node_status":{"state_change":"NODE_CONNECTED","message":"up"},"time":"2021-06-21T20:43:42Z"}"#;
+        for line in [REQUEST, legacy, lost, status] {
+            let mut calls = 0;
+            let seen = decode_line_with(line.as_bytes(), |event| {
+                calls += 1;
+                format!("{event:?}")
+            });
+            assert_eq!(seen.as_deref(), Ok(&*format!("{:?}", decode_line(line.as_bytes()).unwrap())));
+            assert_eq!(calls, 1, "{line}");
+        }
+        let no_time = r#"{"flow":{"verdict":"FORWARDED","Type":"L7"},"node_name":"n1"}"#;
+        for line in [no_time, r#"{"flow":{"verdict":"#, "[1,2]", r#"{"unknown":1}"#] {
+            let mut called = false;
+            assert!(decode_line_with(line.as_bytes(), |_| called = true).is_err(), "{line}");
+            assert!(!called, "{line}");
         }
     }
 
