@@ -305,16 +305,18 @@ impl EdgeTiming {
         let (with, without) = (f64::from(self.with_children), f64::from(self.without_children));
         self.ln_with = ((with + 1.0) / (with + without + 2.0)).ln();
         self.ln_without = ((without + 1.0) / (with + without + 2.0)).ln();
+        // What depends on children only changes with a call that has some (and is set from
+        // nothing by the first call of all): most calls learned from have none, and a logarithm
+        // each costs.
+        if first || !children.is_empty() {
+            self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
+        }
         if children.is_empty() {
-            // What depends on children only is set once, from nothing, and not again here: most
-            // calls learned from have no children, and a logarithm each costs.
             if first {
-                self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
                 self.update_gap_shares();
             }
             return;
         }
-        self.ln_first_total = (with + ALPHA_SEQ * KINDS).ln();
         self.first_offset.add(children[0].start - parent.start);
         // The same steps as scoring takes (`Tail`): gaps and tokens by one definition.
         let mut tail = Tail::default();

@@ -86,27 +86,23 @@ impl<T> IdTable<T> {
     }
 
     pub(crate) fn remove(&mut self, id: &Id) -> Option<T> {
-        let slot = Self::slot_of(*id);
-        let value = match self.slots.get_mut(slot) {
-            Some(s) if s.id == *id => s.value.take()?,
-            _ => return None,
-        };
-        self.free.push(slot as u32);
-        self.len -= 1;
-        Some(value)
+        self.vacate(id)?.take()
     }
 
     /// Drops the value under `id` where it lies, which [`IdTable::remove`] would move out first
     /// (the engine's calls are some 500 bytes). Returns whether there was one.
     pub(crate) fn discard(&mut self, id: &Id) -> bool {
+        self.vacate(id).map(|value| *value = None).is_some()
+    }
+
+    /// The place of the value under `id`, its slot already counted free: the caller takes the
+    /// value out or drops it there.
+    fn vacate(&mut self, id: &Id) -> Option<&mut Option<T>> {
         let slot = Self::slot_of(*id);
-        match self.slots.get_mut(slot) {
-            Some(s) if s.id == *id && s.value.is_some() => s.value = None,
-            _ => return false,
-        }
+        let s = self.slots.get_mut(slot).filter(|s| s.id == *id && s.value.is_some())?;
         self.free.push(slot as u32);
         self.len -= 1;
-        true
+        Some(&mut s.value)
     }
 
     pub(crate) fn len(&self) -> usize {
