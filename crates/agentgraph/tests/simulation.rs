@@ -148,7 +148,7 @@ fn overlapping_untraced_requests_meet_the_target() {
 /// context (96.6–97.5 % over six seeds; 97.2–97.7 % with a trace id); see the README's accuracy
 /// section for how many of its wrong parents the flows could have settled.
 #[test]
-#[ignore = "target not met yet: see the README's accuracy section for the measured figures"]
+#[ignore = "target not met: at the edge of what these flows allow (README: Accuracy, Status)"]
 fn overlapping_untraced_requests_meet_the_target_with_twin_workers() {
     assert_untraced_overlapping_target(&["support-desk"]);
 }
