@@ -92,30 +92,41 @@ impl Thresholds {
     /// One message per failed threshold; empty when all pass.
     pub fn check(&self, r: &EvalResult) -> Vec<String> {
         let mins = [
-            (self.min_call_recall, r.call_recall, "call recall", "--min-call-recall"),
-            (self.min_call_precision, r.call_precision, "call precision", "--min-call-precision"),
-            (self.min_parent_accuracy, r.parent_accuracy, "parent accuracy", "--min-parent-accuracy"),
-            (self.min_root_accuracy, r.root_accuracy, "root accuracy", "--min-root-accuracy"),
-            (self.min_exact_requests, r.exact_request_rate, "exact request rate", "--min-exact-requests"),
+            // What each rate is measured over, to say why it is undefined when that is empty.
+            (self.min_call_recall, r.call_recall, "call recall", "--min-call-recall", "true calls"),
+            (self.min_call_precision, r.call_precision, "call precision", "--min-call-precision", "reported calls"),
+            (self.min_parent_accuracy, r.parent_accuracy, "parent accuracy", "--min-parent-accuracy", "matched calls"),
+            (self.min_root_accuracy, r.root_accuracy, "root accuracy", "--min-root-accuracy", "true requests"),
+            (
+                self.min_exact_requests,
+                r.exact_request_rate,
+                "exact request rate",
+                "--min-exact-requests",
+                "true requests",
+            ),
             (
                 self.min_exact_fan_out_depth,
                 r.exact_fan_out_depth_rate,
                 "exact fan-out/depth rate",
                 "--min-exact-fan-out-depth",
+                "requests grouped exactly",
             ),
-            (self.min_size_accuracy, r.size_accuracy, "size accuracy", "--min-size-accuracy"),
+            (self.min_size_accuracy, r.size_accuracy, "size accuracy", "--min-size-accuracy", "matched calls"),
             (
                 self.min_confident_parent_accuracy,
                 r.confident_parent_accuracy,
                 "confident parent accuracy",
                 "--min-confident-parent-accuracy",
+                "matched calls with a confidence of 0.9 or more",
             ),
         ];
         let mut out = Vec::new();
-        for (limit, value, name, flag) in mins {
+        for (limit, value, name, flag, over) in mins {
             let Some(limit) = limit else { continue };
             if value.is_nan() {
-                out.push(format!("{name} is undefined (no calls or requests to measure it on), so {flag} fails"));
+                out.push(format!(
+                    "{name} is undefined (it is measured over {over}, and there are none), so {flag} fails"
+                ));
             } else if value < limit {
                 out.push(format!("{name} {value:.4} is below {flag} {limit}"));
             }
@@ -1149,7 +1160,10 @@ mod tests {
         };
         let failures = gates.check(&r);
         assert_eq!(failures.len(), 3, "{failures:?}");
-        assert!(failures[0].contains("parent accuracy is undefined"), "{failures:?}");
+        assert!(
+            failures[0].contains("parent accuracy is undefined (it is measured over matched calls"),
+            "{failures:?}"
+        );
         assert!(r.table().contains("n/a"));
         assert_eq!(serde_json::to_value(&r).unwrap()["parent_accuracy"], json!(null));
     }

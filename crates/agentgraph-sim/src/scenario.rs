@@ -278,6 +278,15 @@ impl Scenario {
 
     fn validate(&self) -> Result<(), String> {
         let known = |n: &str| self.agents.iter().any(|a| a.name == n);
+        for (i, a) in self.agents.iter().enumerate() {
+            // Names become pod names, labels and DNS names in the flows.
+            dns_label("agent name", &a.name)?;
+            dns_label("namespace", &a.namespace).map_err(|e| format!("agent `{}`: {e}", a.name))?;
+            if self.agents[..i].iter().any(|b| b.name == a.name) {
+                return Err(format!("agent `{}` is defined twice", a.name));
+            }
+        }
+        url_path("entry.path", &self.entry.path)?;
         if !known(&self.entry.from) {
             return Err(format!("entry.from `{}` is not an agent", self.entry.from));
         }
@@ -320,6 +329,13 @@ impl Scenario {
                 }
                 if c.count[0] > c.count[1] {
                     return Err(format!("agent `{}`: call count [{}, {}] is inverted", a.name, c.count[0], c.count[1]));
+                }
+                if let Some(host) = c.to.strip_prefix("external:") {
+                    host_name(host).map_err(in_call)?;
+                }
+                url_path("path", &c.path).map_err(in_call)?;
+                if c.method.is_empty() || !c.method.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(in_call(format!("method `{}` is not an HTTP method such as GET or POST", c.method)));
                 }
                 probability("probability", c.probability).map_err(in_call)?;
                 range("request_bytes", c.request_bytes).map_err(in_call)?;
@@ -372,6 +388,41 @@ fn range(key: &str, r: Range) -> Result<(), String> {
     }
 }
 
+/// A Kubernetes name part: lowercase letters, digits and `-`, starting and ending with a letter
+/// or digit, at most 63 characters.
+fn dns_label(key: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} `{value}` must be lowercase letters, digits and `-` (a Kubernetes name), at most 63 characters"
+        ))
+    }
+}
+
+/// An external API's host name: letters, digits, `-` and `.`.
+fn host_name(host: &str) -> Result<(), String> {
+    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        Ok(())
+    } else {
+        Err(format!("`external:{host}` needs a host name after `external:` (letters, digits, `-` and `.`)"))
+    }
+}
+
+/// A URL path as a client sends it: starts with `/`, printable ASCII without spaces or quotes.
+fn url_path(key: &str, path: &str) -> Result<(), String> {
+    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        Ok(())
+    } else {
+        Err(format!("{key} `{path}` must start with `/` and hold no spaces, quotes or backslashes"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +458,24 @@ mod tests {
         assert!(err.to_string().contains("invalid scenario"), "{err}");
     }
 
+    /// Names that would make broken pods, URLs or hosts in the flows are refused, naming them.
+    #[test]
+    fn rejects_names_the_flows_cannot_carry() {
+        for (text, expected) in [
+            (format!("{TWO_AGENTS}\n[[agents]]\nname = \"b\"\nnamespace = \"y\"\n"), "agent `b` is defined twice"),
+            (
+                TWO_AGENTS.replace("name = \"a\"", "name = \"A a\"").replace("from = \"a\"", "from = \"A a\""),
+                "agent name `A a`",
+            ),
+            (TWO_AGENTS.replacen("namespace = \"x\"", "namespace = \"\"", 1), "namespace ``"),
+            (format!("{TWO_AGENTS}\n[[agents.calls]]\nto = \"external:\"\n"), "needs a host name"),
+            (TWO_AGENTS.replace("to = \"b\"", "to = \"b\"\npath = \"run\""), "entry.path `run`"),
+        ] {
+            let err = Scenario::parse("n", &text).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
+
     /// Values out of their range are refused with the key that holds them, not simulated.
     #[test]
     fn rejects_values_out_of_range() {
@@ -422,6 +491,9 @@ mod tests {
             ("# agent", "think_ms = [-1.0, 5.0]", "think_ms"),
             ("name = \"t\"", "clock_skew_ms = -5.0", "clock_skew_ms must be 0 or more"),
             ("name = \"t\"", "concurrency = inf", "concurrency must be a positive number"),
+            ("# call", "path = \"no-slash\"", "path `no-slash` must start with `/`"),
+            ("# call", "path = \"/a b\"", "must start with `/` and hold no spaces"),
+            ("# call", "method = \"get me\"", "method `get me` is not an HTTP method"),
         ] {
             let text = base.replace(place, &format!("{place}\n{line}"));
             let err = Scenario::parse("r", &text).expect_err(line).to_string();

@@ -385,6 +385,7 @@ impl<'s> Simulator<'s> {
         let mut t = start;
         let mut noise_t = start;
         let mut i = 0usize;
+        let mut last_end = start;
         loop {
             if self.opts.requests.is_some_and(|n| i >= n) || self.opts.duration.is_some_and(|d| t >= start + d) {
                 break;
@@ -392,6 +393,7 @@ impl<'s> Simulator<'s> {
             self.noise(noise_t, t, &mut truth)?;
             noise_t = t;
             let (req, end) = self.request(i, t);
+            last_end = last_end.max(end);
             truth(&req)?;
             self.summary.requests += 1;
             self.summary.calls += req.calls.len();
@@ -407,7 +409,9 @@ impl<'s> Simulator<'s> {
             };
         }
         self.flush(None, &mut flows)?;
-        self.summary.simulated_ns = t - start;
+        // From the first request's start to the last one's end (not to the next arrival, which
+        // at a low --rate may lie far beyond the traffic).
+        self.summary.simulated_ns = last_end - start;
         Ok(self.summary)
     }
 

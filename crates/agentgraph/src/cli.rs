@@ -211,12 +211,13 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     pub requests: Option<usize>,
 
-    /// Requests started per second (Poisson arrivals) instead of the scenario's concurrency.
-    #[arg(long, value_parser = positive_number, value_name = "PER_SECOND")]
+    /// Requests started per second (Poisson arrivals, the first at time 0) instead of the
+    /// scenario's concurrency.
+    #[arg(long, value_parser = positive_number, value_name = "PER_SECOND", allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
-    /// Simulated time during which requests start, e.g. 10m: at --rate, or else at the
-    /// scenario's concurrency (without --requests, requests keep starting until then).
+    /// Simulated time during which requests start, e.g. 10m or 1h30m, instead of a number of
+    /// requests: at --rate, or else at the scenario's concurrency.
     #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
     pub duration: Option<Nanos>,
 
@@ -229,7 +230,7 @@ pub struct SimulateArgs {
     pub correlation: Option<String>,
 
     /// Override the scenario's mean number of requests in flight (1 = one after another).
-    #[arg(long, value_parser = positive_number, value_name = "N")]
+    #[arg(long, value_parser = positive_number, value_name = "N", conflicts_with = "rate", allow_negative_numbers = true)]
     pub concurrency: Option<f64>,
 
     /// Write DIR/flows.jsonl and DIR/truth.json.
@@ -240,9 +241,10 @@ pub struct SimulateArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<String>,
 
-    /// Where to write the truth when using --output (default: none).
+    /// Where to write the truth when using --output (`-` for stdout; default: none). With
+    /// --out it is DIR/truth.json.
     #[arg(long, value_name = "FILE", requires = "output")]
-    pub truth: Option<std::path::PathBuf>,
+    pub truth: Option<String>,
 
     /// With --out, also write one file per node (DIR/node-<name>.jsonl), like one Hubble
     /// exporter file per node.
@@ -252,45 +254,45 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The analysis report (`agentgraph analyze --format json`).
+    /// The analysis report (`agentgraph analyze --format json`; `-` for standard input).
     #[arg(value_name = "REPORT")]
-    pub report: std::path::PathBuf,
-    /// The simulation's truth.json.
+    pub report: String,
+    /// The simulation's truth.json (`-` for standard input).
     #[arg(value_name = "TRUTH")]
-    pub truth: std::path::PathBuf,
+    pub truth: String,
     /// Print the result as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Largest start-time difference for a reported call to match a true call (milliseconds).
-    #[arg(long, default_value_t = 2.0, value_parser = non_negative_number, value_name = "MS")]
+    #[arg(long, default_value_t = 2.0, value_parser = non_negative_number, value_name = "MS", allow_negative_numbers = true)]
     pub tolerance_ms: f64,
     /// Fail (exit 1) when call recall is below this fraction (0 to 1).
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_call_recall: Option<f64>,
     /// Fail when call precision is below this fraction.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_call_precision: Option<f64>,
     /// Fail when the share of matched calls with their true parent is below this fraction.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_parent_accuracy: Option<f64>,
     /// Fail when the share of true roots reported as roots is below this fraction.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_root_accuracy: Option<f64>,
     /// Fail when the share of true requests grouped exactly is below this fraction.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_exact_requests: Option<f64>,
     /// Fail when the share of exact requests with the true fan-out and depth is below this.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_exact_fan_out_depth: Option<f64>,
     /// Fail when the share of calls with the true request size is below this fraction.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_size_accuracy: Option<f64>,
     /// Fail when the share of calls reported with confidence 0.9 or more that have their true
     /// parent is below this fraction.
-    #[arg(long, value_parser = fraction, value_name = "FRACTION")]
+    #[arg(long, value_parser = fraction, value_name = "FRACTION", allow_negative_numbers = true)]
     pub min_confident_parent_accuracy: Option<f64>,
     /// Fail when the mean absolute latency error exceeds this (milliseconds).
-    #[arg(long, value_parser = non_negative_number, value_name = "MS")]
+    #[arg(long, value_parser = non_negative_number, value_name = "MS", allow_negative_numbers = true)]
     pub max_latency_mae_ms: Option<f64>,
 }
 
@@ -381,22 +383,41 @@ pub struct AnalyzeArgs {
 
 /// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`, `500us`, `100ns` into nanoseconds.
 pub fn parse_duration(s: &str) -> Result<Nanos, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as 500ms, 2s or 1m"))?;
-    let scale = match unit.trim() {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" | "min" => 60e9,
-        "h" => 3600e9,
-        "" => return Err(format!("`{s}` needs a unit: ns, us, ms, s, m or h")),
-        other => return Err(format!("unknown duration unit `{other}` (use ns, us, ms, s, m or h)")),
-    };
-    Ok((value * scale).round() as Nanos)
+    let text = s.trim();
+    if text.is_empty() {
+        return Err("a duration is needed, such as 500ms, 2s, 10m or 1h30m".into());
+    }
+    // One or more parts, each a number and its unit: `1h30m` is 90 minutes.
+    let mut total = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let value: f64 =
+            number.parse().map_err(|_| format!("`{text}` is not a duration such as 500ms, 2s, 10m or 1h30m"))?;
+        let scale = match unit.trim() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" | "min" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(format!("`{text}` needs a unit: ns, us, ms, s, m or h")),
+            other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ns, us, ms, s, m or h)")),
+        };
+        total += value * scale;
+        rest = next;
+    }
+    if total > LONGEST_DURATION as f64 {
+        return Err(format!("`{text}` is longer than the longest duration taken (10 years)"));
+    }
+    Ok(total.round() as Nanos)
 }
+
+/// Longer durations would overflow the nanosecond clock once added to a timestamp.
+const LONGEST_DURATION: Nanos = 10 * 365 * 24 * 3600 * 1_000_000_000;
 
 /// A positive duration (a timeout of zero would close every call at once).
 fn positive_duration(s: &str) -> Result<Nanos, String> {
@@ -470,6 +491,12 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("2 weeks").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(parse_duration("1m 30s"), Ok(90_000_000_000));
+        assert!(parse_duration("").is_err() && parse_duration("1h30").is_err());
+        // Too long for the clock: refused, not wrapped into an empty simulation.
+        assert!(parse_duration("18446744074s").unwrap_err().contains("longest"));
+        assert!(parse_duration("9999999999h").is_err());
     }
 
     #[test]

@@ -25,6 +25,18 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     if args.per_node && args.out.is_none() {
         return Err(anyhow!("--per-node writes its files next to flows.jsonl: give a directory with --out DIR"));
     }
+    if args.truth.is_some() && args.out.is_some() {
+        return Err(anyhow!("--truth is for -o FILE: with --out DIR the truth is DIR/truth.json"));
+    }
+    if let (Some(flows), Some(truth)) = (&args.output, &args.truth) {
+        if flows == "-" && truth == "-" {
+            return Err(anyhow!("the flows and the truth cannot both go to stdout: give --truth a file"));
+        }
+        let absolute = |p: &str| std::path::absolute(p).unwrap_or_else(|_| p.into());
+        if flows != "-" && truth != "-" && absolute(flows) == absolute(truth) {
+            return Err(anyhow!("-o and --truth name the same file, {flows}: give them different files"));
+        }
+    }
     let scenario = Scenario::load(&args.scenario)?;
     let correlation = args.correlation.as_deref().map(CorrelationMode::parse).transpose().map_err(|e| anyhow!(e))?;
     let requests = match (args.requests, args.duration) {
@@ -44,12 +56,13 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     let mode = correlation.unwrap_or(scenario.correlation);
     let started = Instant::now();
 
-    let (mut flows, truth_path): (Box<dyn Write>, Option<std::path::PathBuf>) = match (&args.out, &args.output) {
+    let (mut flows, truth_path): (Box<dyn Write>, Option<String>) = match (&args.out, &args.output) {
         (Some(dir), _) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            remove_node_files(dir)?;
             let path = dir.join("flows.jsonl");
             let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-            (Box::new(BufWriter::with_capacity(1 << 20, f)), Some(dir.join("truth.json")))
+            (Box::new(BufWriter::with_capacity(1 << 20, f)), Some(dir.join("truth.json").display().to_string()))
         }
         (None, Some(path)) if path == "-" => {
             (Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())), args.truth.clone())
@@ -60,10 +73,15 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         }
         (None, None) => return Err(anyhow!("say where the flows go: --out DIR, or -o FILE (`-o -` for stdout)")),
     };
-    let mut truth = match &truth_path {
+    let mut truth = match truth_path.as_deref() {
+        Some("-") => {
+            let out: Box<dyn Write> = Box::new(BufWriter::new(io::stdout().lock()));
+            Some(TruthWriter::new(out, &scenario.name, args.seed, mode)?)
+        }
         Some(p) => {
-            let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
-            Some(TruthWriter::new(BufWriter::new(f), &scenario.name, args.seed, mode)?)
+            let f = File::create(p).with_context(|| format!("cannot create {p}"))?;
+            let out: Box<dyn Write> = Box::new(BufWriter::new(f));
+            Some(TruthWriter::new(out, &scenario.name, args.seed, mode)?)
         }
         None => None,
     };
@@ -92,7 +110,20 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         },
     );
     let summary = match summary {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            // The reader of the flows (or of the truth) has gone, as `| head` does: a quiet
+            // stop, but a truth file is still closed as valid JSON, holding the requests
+            // simulated so far.
+            if let Some(t) = truth {
+                match t.finish().and_then(|mut out| out.flush()) {
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         other => other?,
     };
     flows.flush()?;
@@ -100,7 +131,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         f.flush()?;
     }
     if let Some(t) = truth {
-        t.finish()?;
+        t.finish()?.flush()?;
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -114,15 +145,40 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         summary.simulated_ns as f64 / 1e9,
         secs,
         summary.flows as f64 / secs.max(1e-9),
-        truth_path.map(|p| format!("; truth in {}", p.display())).unwrap_or_default()
+        match truth_path.as_deref() {
+            Some("-") => "; truth on stdout".to_string(),
+            Some(p) => format!("; truth in {p}"),
+            None => String::new(),
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
 
+/// Removes the per-node files of an earlier run from an output directory, so that none is
+/// left beside this run's flows (a run with fewer nodes, or without --per-node).
+fn remove_node_files(dir: &std::path::Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("node-") && name.ends_with(".jsonl") && path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn eval(args: EvalArgs) -> Result<ExitCode> {
-    let read = |p: &std::path::Path| -> Result<serde_json::Value> {
-        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+    if args.report == "-" && args.truth == "-" {
+        return Err(anyhow!("only one of the report and the truth can be read from standard input"));
+    }
+    let read = |p: &str| -> Result<serde_json::Value> {
+        let text = if p == "-" {
+            io::read_to_string(io::stdin().lock()).context("cannot read standard input")?
+        } else {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {p}"))?
+        };
+        let name = if p == "-" { "standard input" } else { p };
+        serde_json::from_str(&text).with_context(|| format!("{name} is not JSON"))
     };
     let report = read(&args.report)?;
     let truth = read(&args.truth)?;
@@ -133,12 +189,14 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     } else {
         println!("{}", result.table().trim_end());
     }
-    if result.matched_calls == 0 && result.true_calls > 0 {
-        eprintln!(
-            "agentgraph: eval: no reported call matches a true call: is {} the analysis of the flows behind {}?",
-            args.report.display(),
-            args.truth.display()
-        );
+    // A report of other flows matches a few calls by chance at most: recall this low says the
+    // two files do not belong together, more likely than a poor analysis.
+    if result.true_calls > 0 && (result.matched_calls as f64) < 0.5 * result.true_calls as f64 {
+        let matched = match result.matched_calls {
+            0 => "no reported call matches a true call".to_string(),
+            n => format!("only {n} of {} true calls match a reported call", result.true_calls),
+        };
+        eprintln!("agentgraph: eval: {matched}: is {} the analysis of the flows behind {}?", args.report, args.truth);
     }
     let thresholds = Thresholds {
         min_call_recall: args.min_call_recall,

@@ -350,6 +350,71 @@ fn eval_thresholds_fail_the_command() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a fraction from 0 to 1"));
 }
 
+/// Where `simulate` writes is checked before it runs, and each place gets whole output: the
+/// truth on stdout, a truth file closed as valid JSON when the flows' reader goes away, no
+/// per-node files left from an earlier run; `eval` reads either input from stdin.
+#[test]
+fn simulate_outputs_are_checked_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_agentgraph")).args(args).output().unwrap();
+    let refused = |args: &[&str], expected: &str| {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    };
+    refused(&["simulate", "-o", "-", "--truth", "-"], "cannot both go to stdout");
+    refused(&["simulate", "-o", &path("same"), "--truth", &path("same")], "name the same file");
+    refused(
+        &["simulate", "--out", &path("d"), "--truth", &path("t.json")],
+        "with --out DIR the truth is DIR/truth.json",
+    );
+    refused(&["simulate", "--rate", "5", "--concurrency", "4", "-o", "-"], "cannot be used with");
+    refused(&["simulate", "--duration", "18446744074s", "-o", "-"], "longest duration");
+    refused(&["simulate", "--rate", "-5", "-o", "-"], "not a positive number");
+
+    // The truth on stdout, the flows in a file.
+    let out = run(&["simulate", "--requests", "3", "-o", &path("flows.jsonl"), "--truth", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let truth: Value = serde_json::from_slice(&out.stdout).expect("the truth on stdout is JSON");
+    assert_eq!(truth["requests"].as_array().unwrap().len(), 3);
+
+    // The flows' reader stops early (`| head`): a quiet exit, and the truth file is valid JSON.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+        .args(["simulate", "--requests", "300", "-o", "-", "--truth", &path("early.json")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4096];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    assert!(child.wait().unwrap().success());
+    let early: Value = serde_json::from_slice(&std::fs::read(path("early.json")).unwrap()).expect("whole JSON");
+    assert!(!early["requests"].as_array().unwrap().is_empty());
+
+    // A run without --per-node into a directory that had them leaves none behind.
+    let d = path("run");
+    assert!(run(&["simulate", "--requests", "3", "--per-node", "--out", &d]).status.success());
+    assert!(std::fs::read_dir(&d).unwrap().any(|e| e.unwrap().file_name().to_str().unwrap().starts_with("node-")));
+    assert!(run(&["simulate", "--requests", "3", "--out", &d]).status.success());
+    assert!(!std::fs::read_dir(&d).unwrap().any(|e| e.unwrap().file_name().to_str().unwrap().starts_with("node-")));
+
+    // eval reads the report from stdin.
+    let report = run(&["analyze", "--format", "json", &format!("{d}/flows.jsonl")]);
+    let mut eval = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
+        .args(["eval", "--json", "-", &format!("{d}/truth.json")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut eval.stdin.take().unwrap(), &report.stdout).unwrap();
+    let scored = eval.wait_with_output().unwrap();
+    assert!(scored.status.success(), "{}", String::from_utf8_lossy(&scored.stderr));
+    let scored: Value = serde_json::from_slice(&scored.stdout).unwrap();
+    assert_eq!(f(&scored, "call_recall"), 1.0);
+}
+
 #[test]
 fn unknown_scenario_and_bad_mode_are_clear_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
