@@ -1144,8 +1144,9 @@ impl Engine {
 
     /// The parent of a call made by pod P is a call served by P that contains it. Candidates
     /// carrying the same trace id are preferred, then the same request id, then any without a
-    /// conflicting trace id; among equals, the latest-started one (the contract's simple rule),
-    /// with confidence lowered by the number of equally good candidates.
+    /// conflicting trace id; among equals, one that contains the call as stamped before one
+    /// that does only within the clock tolerance, then the latest-started (the contract's simple
+    /// rule), with confidence lowered by the number of equally good candidates.
     fn decide_parent(&mut self, id: CallId) {
         let call = &self.calls[&id];
         let Some(client_place) = place(&call.client) else { return };
@@ -1170,8 +1171,9 @@ impl Engine {
         let Some(child_start) = child_start else { return };
         // An unanswered child need only have started while its parent was in flight.
         let child_end = if call.unanswered { child_start } else { child_end.unwrap_or(child_start) };
-        // A candidate parent: its preference tier, start and id (`None`: it cannot be).
-        let candidate = |pid: CallId| -> Option<(u8, Nanos, CallId)> {
+        // A candidate parent: its preference tier, whether it contains the call without the
+        // clock tolerance, its start and id (`None`: it cannot be).
+        let candidate = |pid: CallId| -> Option<(u8, bool, Nanos, CallId)> {
             if pid == id {
                 return None;
             }
@@ -1197,33 +1199,36 @@ impl Engine {
             if is_ancestor_or_self(&self.calls, id, pid) {
                 return None;
             }
-            Some((id_tier(p, call), p_start, pid))
+            let contains = p_start <= child_start && p_end.is_none_or(|e| e >= child_end);
+            Some((id_tier(p, call), contains, p_start, pid))
         };
         // A call carrying a trace or request id almost always has its parent among the calls of
         // its own request served by its pod: look there first, and scan everything the pod
         // serves only when that finds nothing (candidates sharing an id outrank all others).
         // Runs for every call: one list, filtered and ordered in place.
-        let mut best: SmallVec<[(u8, Nanos, CallId); 8]> = match self.own_request_calls_at(call, &client_place) {
+        let mut best: SmallVec<[(u8, bool, Nanos, CallId); 8]> = match self.own_request_calls_at(call, &client_place) {
             Some(own) if !call.unanswered => own.filter_map(candidate).collect(),
             _ => SmallVec::new(),
         };
-        if !best.iter().any(|(tier, _, _)| *tier > 0) {
+        if !best.iter().any(|(tier, _, _, _)| *tier > 0) {
             // Nothing sharing an id among the own request's calls: search all the pod serves,
             // latest-started first; a pod with a pile of calls is searched only among its newest.
             best.clear();
             best.extend(inbound.iter().rev().take(4 * MAX_CANDIDATES).filter_map(|&pid| candidate(pid)));
         }
-        let Some(top_tier) = best.iter().map(|(tier, _, _)| *tier).max() else { return };
-        best.retain(|(tier, _, _)| *tier == top_tier);
-        // The simple rule's preference first: latest-started.
-        best.sort_unstable_by_key(|&(_, start, pid)| (Reverse(start), pid));
-        if let [(_, _, only)] = best[..] {
+        let Some(top_tier) = best.iter().map(|(tier, _, _, _)| *tier).max() else { return };
+        best.retain(|(tier, _, _, _)| *tier == top_tier);
+        // The simple rule's preference first: a call that contains this one as stamped, then
+        // the latest-started. One that seems to start after it (or end before it), within the
+        // clock tolerance between nodes, is a parent only if the clocks are off by that much.
+        best.sort_unstable_by_key(|&(_, contains, start, pid)| (Reverse(contains), Reverse(start), pid));
+        if let [(_, _, _, only)] = best[..] {
             self.link(id, only, if top_tier > 0 { 1.0 } else { 0.9 });
             return;
         }
         // Several equally good candidates: decide jointly with the pod's other ambiguous calls
         // once every candidate has completed.
-        let candidates: Vec<CallId> = best.into_iter().map(|(_, _, pid)| pid).collect();
+        let candidates: Vec<CallId> = best.into_iter().map(|(_, _, _, pid)| pid).collect();
         for c in &candidates {
             let g = self.calls[c].group;
             if let Some(group) = self.groups.get_mut(&g) {
@@ -2023,6 +2028,34 @@ mod tests {
         assert!(engine.open_requests() < 1_000, "{} open", engine.open_requests());
         assert!(engine.group_order.len() <= 2 * engine.open_requests() + 1024, "{} in order", engine.group_order.len());
         assert!(engine.calls.len() < 2_000, "{} calls held", engine.calls.len());
+    }
+
+    #[test]
+    fn a_parent_that_contains_the_call_as_stamped_comes_before_one_within_the_clock_tolerance() {
+        // Only egress copies: the reviewer's calls are stamped on the gateway's node, its own
+        // call to the repository on its node. Call B seems to start 3 ms after that call, within
+        // the tolerance for clocks between nodes; call A contains it as stamped. With nothing
+        // learned yet, the simple rule's order decides: A, though B started later.
+        let reviewer = |port| peer("review/reviewer", "review/reviewer-1", 2, port);
+        let gateway = |port| peer("ingress/gateway", "ingress/gateway-1", 1, port);
+        let repo = peer("platform/repo", "platform/repo-1", 3, 8080);
+        let on_reviewer_node = |r: HttpRecord| HttpRecord { node: NodeId::of(b"node-2"), ..r };
+        let mut engine = Engine::new(EngineConfig::default(), NormalizeConfig::default());
+        engine.push(request(0, gateway(40_000), reviewer(8080), "a", None));
+        engine.push(on_reviewer_node(request(100, reviewer(50_000), repo.clone(), "c", None)));
+        engine.push(request(103, gateway(40_001), reviewer(8080), "b", None));
+        engine.push(on_reviewer_node(answer(200, reviewer(50_000), repo, "c", 100)));
+        engine.push(answer(900, gateway(40_001), reviewer(8080), "b", 797));
+        engine.push(answer(1000, gateway(40_000), reviewer(8080), "a", 1000));
+        engine.finish();
+        let graphs: Vec<RequestGraph> = engine.drain().collect();
+        let with_repo = graphs
+            .iter()
+            .find(|g| g.calls.iter().any(|c| &*c.server == "platform/repo"))
+            .expect("the repository call is reported");
+        let child = with_repo.calls.iter().find(|c| &*c.server == "platform/repo").expect("found");
+        let parent = &with_repo.calls[child.parent.expect("the repository call has a parent")];
+        assert_eq!(parent.request_id.as_deref(), Some("a"));
     }
 
     #[test]
