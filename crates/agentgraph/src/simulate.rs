@@ -58,6 +58,12 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
 
     let (mut flows, truth_path): (Box<dyn Write>, Option<String>) = match (&args.out, &args.output) {
         (Some(dir), _) => {
+            if dir.exists() && !dir.is_dir() {
+                return Err(anyhow!(
+                    "--out {} is a file: give a directory (or -o FILE for the flows alone)",
+                    dir.display()
+                ));
+            }
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             remove_node_files(dir)?;
             let path = dir.join("flows.jsonl");

@@ -373,6 +373,8 @@ fn simulate_outputs_are_checked_and_whole() {
     refused(&["simulate", "--rate", "5", "--concurrency", "4", "-o", "-"], "cannot be used with");
     refused(&["simulate", "--duration", "18446744074s", "-o", "-"], "longest duration");
     refused(&["simulate", "--rate", "-5", "-o", "-"], "not a positive number");
+    std::fs::write(path("a-file"), "").unwrap();
+    refused(&["simulate", "--out", &path("a-file")], "is a file: give a directory");
 
     // The truth on stdout, the flows in a file.
     let out = run(&["simulate", "--requests", "3", "-o", &path("flows.jsonl"), "--truth", "-"]);
