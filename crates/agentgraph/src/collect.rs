@@ -741,7 +741,7 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
     let handle = tokio::runtime::Handle::current();
     let engine_state = state.clone();
     let recent_cap = config.recent_requests;
-    let engine_task = tokio::task::spawn_blocking(move || {
+    let mut engine_task = tokio::task::spawn_blocking(move || {
         engine_loop(rx, engine, sink, engine_state, recent_cap, reorder_window, handle)
     });
 
@@ -814,12 +814,42 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
         }
     });
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: flushing open requests");
-    let _ = shutdown_tx.send(true);
-    // The source ends and drops its sender; the engine then drains, flushes and returns.
-    let _ = source.await;
-    let finished = tokio::time::timeout(Duration::from_secs(20), engine_task).await;
+    // The engine stops early only when it cannot write the output (a full disk, a closed
+    // pipe): then the collector stops too, rather than keep reporting ready while every graph
+    // is lost; it exits with the error, so that the pod restarts and says why.
+    let stopped_early = tokio::select! {
+        _ = shutdown_signal() => None,
+        finished = &mut engine_task => Some(finished),
+    };
+    let finished = match stopped_early {
+        None => {
+            tracing::info!("shutting down: flushing open requests");
+            let _ = shutdown_tx.send(true);
+            // The source ends and drops its sender; the engine then drains, flushes and returns.
+            let _ = source.await;
+            tokio::time::timeout(Duration::from_secs(20), engine_task).await
+        }
+        Some(finished) => {
+            if let Ok(Err(e)) = &finished {
+                let closed =
+                    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+                if closed {
+                    // `collect --output - | head`: the reader has what it wanted.
+                    tracing::info!("stopping: the output was closed");
+                } else {
+                    tracing::error!(error = %format!("{e:#}"), "stopping: the request graphs cannot be delivered");
+                }
+            }
+            let _ = shutdown_tx.send(true);
+            // The engine also ends when the source gave up and dropped its sender: its error
+            // is the one to report.
+            if let Ok(Err(e)) = source.await {
+                let _ = http.await;
+                return Err(e.context("the Hubble source stopped"));
+            }
+            Ok(finished)
+        }
+    };
     let _ = http.await;
     match finished {
         Ok(Ok(Ok(()))) => {

@@ -100,6 +100,49 @@ fn collector_over_grpc_equals_offline_analysis() {
     replay.terminate();
 }
 
+/// A collector that cannot deliver its graphs stops instead of reporting ready while losing
+/// them: quietly when its reader closes the pipe (`collect --output - | head`), with the error
+/// (exit 2) when the output fails (a full disk).
+#[test]
+fn a_collector_whose_output_fails_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = simulate(dir.path(), "30");
+    let (mut replay, line) =
+        start(&["replay", flows.to_str().unwrap(), "--listen", "127.0.0.1:0", "--max-speed", "--loop"], "replaying");
+    let hubble = address_in(&line);
+    let wait = |child: &mut std::process::Child| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the collector kept running without its output");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let args = ["collect", "--hubble-server", &hubble, "--listen", "127.0.0.1:0", "--output"];
+    let mut reader =
+        Command::new(bin()).args(args).arg("-").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(reader.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    // The reader is gone (dropped with its buffer): the next graph written ends the collector.
+    assert!(wait(&mut reader).success());
+    if Path::new("/dev/full").exists() {
+        let full = Command::new(bin()).args(args).arg("/dev/full").stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
+        let out = {
+            let mut child = full.unwrap();
+            let status = wait(&mut child);
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            (status, err)
+        };
+        assert_eq!(out.0.code(), Some(2), "{}", out.1);
+        assert!(out.1.contains("cannot write the output"), "{}", out.1);
+    }
+    replay.terminate();
+}
+
 /// A relay merges many nodes, so flows arrive only roughly in time order: out-of-order flows on
 /// a healthy stream are ordered by the engine's reorder window, none dropped as "already seen".
 #[test]
