@@ -227,7 +227,8 @@ impl RequestGraph {
             agents: agents.len(),
             fan_out_max: figures.iter().map(|f| f.fan_out).max().unwrap_or(0),
             fan_out_concurrent_max: figures.iter().map(|f| f.fan_out_concurrent).max().unwrap_or(0),
-            context_bytes: self.calls.iter().filter_map(|c| c.request_bytes).sum(),
+            // Saturating: sizes come from headers, and two huge ones must not wrap to a small sum.
+            context_bytes: self.calls.iter().filter_map(|c| c.request_bytes).fold(0, u64::saturating_add),
             critical_path,
             critical_calls,
         };
@@ -393,6 +394,14 @@ pub(crate) mod tests {
         }
         assert_eq!(lists.of(0), &[1, 2, 5]);
         assert!(lists.of(6).is_empty());
+    }
+
+    /// Sizes come from headers: two that overflow 64 bits together saturate, never wrap.
+    #[test]
+    fn context_bytes_saturate() {
+        let huge = |parent, start| CallRecord { request_bytes: Some(1 << 63), ..call(parent, start, Some(1)) };
+        let g = RequestGraph::new("r".into(), crate::Correlation::Inferred, vec![huge(None, 0), huge(Some(0), 0)]);
+        assert_eq!(g.stats.context_bytes, u64::MAX);
     }
 
     #[test]

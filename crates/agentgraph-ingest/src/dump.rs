@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use agentgraph_proto::{DecodeError, Event, decode_line_with};
 
@@ -88,6 +88,8 @@ struct Source {
     done: bool,
     /// Longest line kept ([`MAX_LINE_BYTES`]; smaller in tests).
     max_line: usize,
+    /// Set from outside (Ctrl-C) to stop reading at the next line, or within an endless one.
+    stop: Arc<AtomicBool>,
 }
 
 /// Bytes read from an input at a time (and the buffer's starting size).
@@ -205,6 +207,7 @@ impl Source {
             line: 0,
             done: false,
             max_line: MAX_LINE_BYTES,
+            stop: Arc::default(),
         }
     }
 
@@ -245,6 +248,10 @@ impl Source {
             if self.end + READ_CHUNK > self.buf.len() {
                 self.buf.resize(self.end + READ_CHUNK, 0);
             }
+            if self.stop.load(Ordering::Relaxed) {
+                // Asked to stop inside a line without end (`/dev/zero`): it is not counted.
+                return Ok(Ok(false));
+            }
             let n = loop {
                 match self.reader.read(&mut self.buf[self.end..]) {
                     Ok(n) => break n,
@@ -259,9 +266,13 @@ impl Source {
         }
     }
 
-    fn set_line(&mut self, start: usize, mut stop: usize) {
+    fn set_line(&mut self, mut start: usize, mut stop: usize) {
         while stop > start && matches!(self.buf[stop - 1], b'\r') {
             stop -= 1;
+        }
+        // A byte-order mark some editors put at the start of a UTF-8 file is not JSON.
+        if self.line == 1 && self.buf[start..stop].starts_with(&[0xEF, 0xBB, 0xBF]) {
+            start += 3;
         }
         self.line_at = start..stop;
     }
@@ -285,6 +296,11 @@ impl DumpReader {
     /// Opens every path, reading `-` from `stdin` when given (a copy of standard input kept
     /// for a second pass, or standard input teed into one) instead of standard input itself.
     pub fn open_with_stdin(paths: &[String], mut stdin: Option<Box<dyn Read + Send>>) -> Result<Self, IngestError> {
+        if paths.iter().filter(|p| *p == "-").count() > 1 {
+            // Two readers of one stream would each get a part of its lines.
+            let error = io::Error::new(io::ErrorKind::InvalidInput, "standard input is given more than once");
+            return Err(IngestError::Open { path: "-".into(), error });
+        }
         let read = Arc::new(AtomicU64::new(0));
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
@@ -304,6 +320,14 @@ impl DumpReader {
 
     pub fn stats(&self) -> &ReadStats {
         &self.stats
+    }
+
+    /// Stops reading, at the next line or within a line without end, once `stop` is set (as
+    /// Ctrl-C sets it): [`DumpReader::run`] then returns as if the input had ended there.
+    pub fn stop_when(&mut self, stop: &Arc<AtomicBool>) {
+        for src in &mut self.sources {
+            src.stop = stop.clone();
+        }
     }
 
     /// How far reading has got, for progress reports while [`DumpReader::run`] holds the reader.
@@ -383,7 +407,8 @@ impl DumpReader {
     /// end. Flows are counted here, once, whether handed over now or held for a merge.
     fn advance(src: &mut Source, stats: &mut ReadStats, f: &mut impl FnMut(&Event<'_>, &[u8]) -> Step) -> bool {
         loop {
-            if src.done {
+            // Checked at every line, not only at events: a stream of undecodable lines stops too.
+            if src.done || src.stop.load(Ordering::Relaxed) {
                 return false;
             }
             match src.next_line() {
@@ -419,7 +444,7 @@ impl DumpReader {
                         match ev {
                             Event::Flow(_) => stats.flows += 1,
                             Event::LostEvents { num_events_lost, .. } => {
-                                stats.lost_events += num_events_lost;
+                                stats.lost_events = stats.lost_events.saturating_add(*num_events_lost);
                                 stats.lost_event_lines += 1;
                             }
                             Event::NodeStatus { .. } => stats.node_status += 1,
@@ -594,5 +619,49 @@ mod tests {
     fn reports_missing_file() {
         let err = DumpReader::open(&["/nonexistent/x.jsonl".into()]).err().unwrap();
         assert!(err.to_string().starts_with("cannot open /nonexistent/x.jsonl"));
+    }
+
+    #[test]
+    fn standard_input_given_twice_is_refused() {
+        let err = DumpReader::open(&["-".into(), "-".into()]).err().expect("refused");
+        assert!(err.to_string().contains("standard input is given more than once"), "{err}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_line_is_not_json() {
+        let text = format!("\u{feff}{}\n{}\n", line("2026-01-01T00:00:00Z", 1), line("2026-01-01T00:00:01Z", 1));
+        let mut r = DumpReader::from_readers(vec![reader("bom", text)]);
+        r.run(|_, _| {});
+        assert_eq!((r.stats().flows, r.stats().skipped), (2, 0));
+    }
+
+    /// Endless input of lines that never decode, or one line that never ends: setting the stop
+    /// flag (Ctrl-C) still ends the run, which only ever looks at events otherwise.
+    #[test]
+    fn the_stop_flag_ends_reading_between_undecodable_lines_and_inside_an_endless_one() {
+        struct Endless(&'static [u8], usize);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                for b in buf.iter_mut() {
+                    *b = self.0[self.1 % self.0.len()];
+                    self.1 += 1;
+                }
+                Ok(buf.len())
+            }
+        }
+        for pattern in [&b"not json\n"[..], b"x"] {
+            let endless: Box<dyn BufRead + Send> = Box::new(BufReader::new(Endless(pattern, 0)));
+            let mut r = DumpReader::from_readers(vec![("endless".into(), endless)]);
+            let stop = Arc::new(AtomicBool::new(false));
+            r.stop_when(&stop);
+            let set = stop.clone();
+            let setter = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                set.store(true, Ordering::Relaxed);
+            });
+            r.run(|_, _| panic!("nothing decodes"));
+            setter.join().unwrap();
+            assert_eq!(r.stats().flows, 0);
+        }
     }
 }

@@ -112,6 +112,20 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
     std::fs::read(path).map_err(|error| ClientError::Tls { path: path.display().to_string(), error })
 }
 
+/// Reads a PEM file of CA certificates. Checked here: TLS takes a file without any (a key, a
+/// wrong file) without complaint, and every connection then fails with an obscure message.
+pub fn read_ca_certificates(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
+    let pem = read(path)?;
+    if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        Ok(pem)
+    } else {
+        Err(ClientError::TlsConfig(format!(
+            "no certificate in {} (a PEM file with -----BEGIN CERTIFICATE----- blocks is needed)",
+            path.display()
+        )))
+    }
+}
+
 /// An error with its causes, `outer: inner: innermost` (tonic's own message is only
 /// "transport error"; the reason — refused, certificate, protocol — is in its sources).
 fn describe(error: &dyn std::error::Error) -> String {
@@ -157,7 +171,7 @@ pub fn endpoint(config: &ClientConfig) -> Result<Endpoint, ClientError> {
         let mut t =
             ClientTlsConfig::new().domain_name(config.tls_server_name.clone().unwrap_or_else(|| host.to_string()));
         if let Some(ca) = &config.tls_ca {
-            t = t.ca_certificate(Certificate::from_pem(read(ca)?));
+            t = t.ca_certificate(Certificate::from_pem(read_ca_certificates(ca)?));
         }
         match (&config.tls_cert, &config.tls_key) {
             (Some(c), Some(k)) => t = t.identity(Identity::from_pem(read(c)?, read(k)?)),

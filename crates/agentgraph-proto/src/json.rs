@@ -70,7 +70,9 @@ impl fmt::Display for DecodeError {
             DecodeErrorKind::NotAnObject => write!(f, "JSON value is not an object")?,
             DecodeErrorKind::NotAnEvent => write!(f, "object is not a Hubble flow or event")?,
             DecodeErrorKind::WrongType(field) => write!(f, "field `{field}` has the wrong type")?,
-            DecodeErrorKind::InvalidTime => write!(f, "timestamp is not RFC 3339")?,
+            DecodeErrorKind::InvalidTime => {
+                write!(f, "timestamp is not an RFC 3339 date and time from 1677 to 2262 (nanoseconds in 64 bits)")?
+            }
             DecodeErrorKind::MissingTime => write!(f, "flow has no time")?,
             DecodeErrorKind::TrailingData => write!(f, "data after the JSON object")?,
         }

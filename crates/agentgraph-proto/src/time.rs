@@ -35,7 +35,7 @@ fn parse_any_form(s: &[u8]) -> Option<i64> {
     let hour = digits(11..13)?;
     let minute = digits(14..16)?;
     let second = digits(17..19)?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 {
         return None;
     }
     // Leap seconds (60) are accepted and folded into the next second, as Go does.
@@ -103,7 +103,8 @@ fn parse_hubble_form(s: &[u8]) -> Option<i64> {
     let high = eight_digits(u64::from_le_bytes(s[20..28].try_into().expect("8 bytes")))?;
     if not_digits != 0
         || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
+        || day < 1
+        || day > days_in_month(year, month)
         || hour > 23
         || minute > 59
         || second > 60
@@ -113,6 +114,15 @@ fn parse_hubble_form(s: &[u8]) -> Option<i64> {
     let nanos = i64::from(high) * 10 + last;
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// The days in `month` (1 to 12) of `year`: a date past them (February 30) is not a date, not
+/// one to roll over into the next month.
+#[inline]
+fn days_in_month(year: i64, month: i64) -> i64 {
+    const DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    DAYS[((month - 1) & 15).min(11) as usize] + i64::from(month == 2 && leap)
 }
 
 /// Eight ASCII digits, loaded little-endian (the first digit in the low byte), as a number;
@@ -225,8 +235,16 @@ mod tests {
             b"2021-10-04T14:28:38.Z",
             b"2021-10-04T14:28:38.1Zx",
             b"2021-1a-04T14:28:38Z",
+            // Days past the month's end, in both forms: not rolled over into the next month.
+            b"2026-02-30T00:00:00Z",
+            b"2026-02-29T00:00:00.000000000Z",
+            b"2100-02-29T00:00:00Z",
+            b"2026-04-31T12:00:00.000000000Z",
         ] {
             assert_eq!(parse_rfc3339_nanos(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        for good in [&b"2024-02-29T00:00:00Z"[..], b"2000-02-29T00:00:00.000000000Z", b"2026-12-31T23:59:59Z"] {
+            assert!(parse_rfc3339_nanos(good).is_some(), "{}", String::from_utf8_lossy(good));
         }
     }
 

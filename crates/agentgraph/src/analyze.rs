@@ -47,9 +47,10 @@ fn learning_pass(
     config: &EngineConfig,
     normalize: &NormalizeConfig,
     quiet: bool,
-    interrupted: &AtomicBool,
+    interrupted: &Arc<AtomicBool>,
     enough: &dyn Fn() -> bool,
 ) -> Learned {
+    reader.stop_when(interrupted);
     let mut engine = Engine::new(config.clone(), normalize.clone());
     let (mut flows, mut requests, mut events) = (0u64, 0u64, 0u64);
     let mut stopped_early = false;
@@ -172,6 +173,9 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         }
         None => open_input()?,
     };
+    if replay_only.is_none() {
+        reader.stop_when(&interrupted);
+    }
     let mut engine = Engine::new(config, normalize);
     let learning_flows = learned.model.map(|(model, flows)| {
         engine.set_timing_model(model);

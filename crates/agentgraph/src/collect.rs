@@ -884,8 +884,6 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let bound = listener.local_addr()?;
-        // Tests and scripts read this line to find an ephemeral port.
-        eprintln!("agentgraph: replaying {flows} flows from {} on {bound}", args.files.join(", "));
         let mut builder = tonic::transport::Server::builder();
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             let identity = tonic::transport::Identity::from_pem(
@@ -895,11 +893,14 @@ pub fn replay(args: ReplayArgs) -> Result<ExitCode> {
             let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
             if let Some(ca) = &args.tls_client_ca {
                 // mTLS: only clients with a certificate from this CA may connect.
-                let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+                let pem = agentgraph_ingest::hubble::read_ca_certificates(ca)?;
                 tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(pem));
             }
             builder = builder.tls_config(tls)?;
         }
+        // Tests and scripts read this line to find an ephemeral port: printed once the server
+        // can start, not before a TLS error.
+        eprintln!("agentgraph: replaying {flows} flows from {} on {bound}", args.files.join(", "));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = tokio::spawn(
