@@ -114,6 +114,9 @@ pub struct EngineStats {
     pub orphan_responses: u64,
     /// Calls closed without a response after `response_timeout` or at the end of input.
     pub unanswered_calls: u64,
+    /// Responses that came after their call was given up as unanswered (slower than
+    /// `response_timeout`) or emitted early: dropped, as the call is reported already.
+    pub late_responses: u64,
     /// Records that arrived later than the reorder window allowed.
     pub late_records: u64,
     /// Records identical to the one before them in time order — the same flow read twice, as
@@ -419,6 +422,9 @@ pub struct Engine {
     by_trace: HashMap<u128, GroupId>,
     by_request_id: HashMap<Arc<str>, GroupId>,
     pending: HashMap<ConnKey, WaitingRequests>,
+    /// Requests given up without a response (timed out, or emitted early), by connection: a
+    /// response that comes after all is theirs, not a call whose request went unseen.
+    given_up: GivenUp,
     /// Calls still missing one proxy side's copy, by exchange and missing side.
     twins: HashMap<u64, CallList>,
     /// Calls each pod serves.
@@ -490,6 +496,7 @@ impl Engine {
             by_trace: HashMap::new(),
             by_request_id: HashMap::new(),
             pending: HashMap::new(),
+            given_up: GivenUp::default(),
             twins: HashMap::new(),
             inbound: HashMap::new(),
             expiries: TimeQueue::default(),
@@ -819,6 +826,10 @@ impl Engine {
             self.complete(id, slot, r);
             return;
         }
+        if self.given_up.take(&conn, r) {
+            self.stats.late_responses += 1;
+            return;
+        }
         self.stats.orphan_responses += 1;
         self.make_room();
         let id = self.new_call(r.clone(), key, slot);
@@ -1063,6 +1074,7 @@ impl Engine {
             for o in &mut call.obs {
                 if let Some(conn) = o.pending_on.take() {
                     remove_pending(&mut self.pending, &conn, id);
+                    self.given_up.add(conn, call.url_key, o.start);
                 }
             }
         }
@@ -1719,6 +1731,8 @@ impl Engine {
             .map(|(id, c)| Leaving {
                 id: *id,
                 pending_on: [c.obs[0].pending_on, c.obs[1].pending_on],
+                starts: [c.obs[0].start, c.obs[1].start],
+                url_key: c.url_key,
                 server: place(&c.server),
                 dedup_key: c.dedup_key,
             })
@@ -1733,8 +1747,10 @@ impl Engine {
         );
         leaving.retain(|call| self.calls.discard(&call.id));
         for call in &leaving {
-            for conn in call.pending_on.iter().flatten() {
+            for (conn, start) in call.pending_on.iter().zip(call.starts).filter_map(|(c, s)| Some((c.as_ref()?, s))) {
                 remove_pending(&mut self.pending, conn, call.id);
+                // Its response may still come: it is this call's, reported already.
+                self.given_up.add(*conn, call.url_key, start);
             }
             if let Some(p) = &call.server
                 && let Some(list) = self.inbound.get_mut(p)
@@ -1791,7 +1807,10 @@ impl Engine {
 /// lists and queues that name them.
 struct Leaving {
     id: CallId,
+    /// Connections a side's response is still awaited on, and that side's request time.
     pending_on: [Option<ConnKey>; 2],
+    starts: [Option<Nanos>; 2],
+    url_key: u64,
     server: Option<Place>,
     dedup_key: u64,
 }
@@ -1837,6 +1856,47 @@ fn is_ancestor_or_self(calls: &IdTable<Call>, candidate: CallId, of: CallId) -> 
         at = calls.get(&id).and_then(|c| c.parent);
     }
     false
+}
+
+/// Requests given up without a response, by connection, the oldest forgotten past a bound.
+#[derive(Debug, Default)]
+struct GivenUp {
+    by_conn: HashMap<ConnKey, SmallVec<[(u64, Nanos); 1]>>,
+    /// Connections in the order their entries came, to forget the oldest.
+    order: VecDeque<ConnKey>,
+}
+
+/// Given-up requests remembered: a response later than this many others is taken as a call
+/// of its own (counted as a response without a request).
+const GIVEN_UP_KEPT: usize = 1 << 16;
+
+impl GivenUp {
+    fn add(&mut self, conn: ConnKey, url_key: u64, start: Option<Nanos>) {
+        let Some(start) = start else { return };
+        if self.order.len() >= GIVEN_UP_KEPT
+            && let Some(old) = self.order.pop_front()
+            && let Some(list) = self.by_conn.get_mut(&old)
+        {
+            list.remove(0);
+            if list.is_empty() {
+                self.by_conn.remove(&old);
+            }
+        }
+        self.by_conn.entry(conn).or_default().push((url_key, start));
+        self.order.push_back(conn);
+    }
+
+    /// Whether response `r` answers a request given up on its connection (same URL, sent
+    /// before it); that request is then forgotten.
+    fn take(&mut self, conn: &ConnKey, r: &HttpRecord) -> bool {
+        let Some(list) = self.by_conn.get_mut(conn) else { return false };
+        let Some(pos) = list.iter().position(|&(url, start)| url == r.url_key && start <= r.time) else { return false };
+        list.remove(pos);
+        if list.is_empty() {
+            self.by_conn.remove(conn);
+        }
+        true
+    }
 }
 
 fn remove_pending(pending: &mut HashMap<ConnKey, WaitingRequests>, conn: &ConnKey, id: CallId) {
@@ -2056,6 +2116,25 @@ mod tests {
         let child = with_repo.calls.iter().find(|c| &*c.server == "platform/repo").expect("found");
         let parent = &with_repo.calls[child.parent.expect("the repository call has a parent")];
         assert_eq!(parent.request_id.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_response_slower_than_the_timeout_does_not_make_a_second_call() {
+        // Given up after the response timeout (1 s), the call is reported once, unanswered; its
+        // response, 3 s late, is counted and dropped, not taken for a call whose request went
+        // unseen.
+        let config = EngineConfig { response_timeout: 1_000 * MS, ..EngineConfig::default() };
+        let mut engine = Engine::new(config, NormalizeConfig::default());
+        let client = peer("ns/a", "ns/a-1", 1, 40_000);
+        let server = peer("ns/b", "ns/b-1", 2, 8080);
+        engine.push(request(0, client.clone(), server.clone(), "r1", None));
+        engine.push(answer(3_000, client, server, "r1", 3_000));
+        engine.finish();
+        let graphs: Vec<RequestGraph> = engine.drain().collect();
+        assert_eq!(graphs.iter().map(|g| g.calls.len()).sum::<usize>(), 1);
+        assert_eq!(graphs[0].calls[0].status, None);
+        let stats = engine.stats();
+        assert_eq!((stats.unanswered_calls, stats.late_responses, stats.orphan_responses), (1, 1, 0));
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct InputJson {
     /// Requests emitted early at the open-call or request-size limit (`max_open_calls`,
     /// `max_request_calls`).
     pub requests_emitted_early: u64,
+    /// Responses that came after their call was given up as unanswered (slower than
+    /// `response_timeout`) or emitted early: dropped, the call reported once, unanswered.
+    pub late_responses: u64,
 }
 
 /// One call of a request graph, borrowing its strings from the graph (a report is written

@@ -347,11 +347,14 @@ pub fn input_json(read: &ReadStats, engine: &EngineStats) -> InputJson {
         skipped: read.skipped,
         lost_events: read.lost_events,
         http_requests: engine.http_requests - engine.duplicate_requests,
-        http_responses: engine.http_responses - engine.duplicate_responses,
+        // A response that came after its call was given up is dropped like a second copy: the
+        // call is reported once, as unanswered.
+        http_responses: engine.http_responses.saturating_sub(engine.duplicate_responses + engine.late_responses),
         repeated_records: engine.repeated_records,
         late_records: engine.late_records,
         reorder_overflow: engine.reorder_overflow,
         requests_emitted_early: engine.forced_requests,
+        late_responses: engine.late_responses,
     }
 }
 

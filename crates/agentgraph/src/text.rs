@@ -43,12 +43,16 @@ pub fn render(out: &mut impl Write, s: &Summary) -> io::Result<()> {
     };
     writeln!(
         out,
-        "http:  {}, {} (after merging {} egress+ingress copies{repeated}); {} without a request, {} unanswered",
+        "http:  {}, {} (after merging {} egress+ingress copies{repeated}); {} without a request, {} unanswered{}",
         count(input.http_requests, "request", "requests"),
         count(input.http_responses, "response", "responses"),
         s.engine.duplicate_requests,
         count(s.engine.orphan_responses, "response", "responses"),
-        count(s.engine.unanswered_calls, "call", "calls")
+        count(s.engine.unanswered_calls, "call", "calls"),
+        match s.engine.late_responses {
+            0 => String::new(),
+            n => format!(" ({} after the call was given up or emitted: dropped)", count(n, "response", "responses")),
+        }
     )?;
     if s.engine.joint_decisions > 0 {
         let learning = match s.learning_flows {
