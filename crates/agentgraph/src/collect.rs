@@ -318,7 +318,8 @@ fn raw_filter(text: &str) -> Result<FlowFilter> {
 
 /// `agentgraph config print-default`.
 pub fn print_default_config() -> Result<ExitCode> {
-    print!("{}", default_config_text()?);
+    // Written, not printed: `print!` panics when the reader has gone (`| head`).
+    std::io::Write::write_all(&mut std::io::stdout().lock(), default_config_text()?.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,9 +15,11 @@ use crate::cli::{EvalArgs, SimulateArgs};
 
 pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     if args.list {
+        // Written, not printed: `println!` panics when the reader has gone (`| head`).
+        let mut out = io::stdout().lock();
         for (name, text) in BUILTIN {
             let s = Scenario::parse(name, text)?;
-            println!("{name:16} {}", s.description);
+            writeln!(out, "{name:16} {}", s.description)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -191,9 +193,9 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     let result =
         evaluate(&report, &truth, &EvalOptions { match_tolerance_ms: args.tolerance_ms }).map_err(|e| anyhow!(e))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        writeln!(io::stdout().lock(), "{}", serde_json::to_string_pretty(&result)?)?;
     } else {
-        println!("{}", result.table().trim_end());
+        writeln!(io::stdout().lock(), "{}", result.table().trim_end())?;
     }
     // A report of other flows matches a few calls by chance at most: recall this low says the
     // two files do not belong together, more likely than a poor analysis.

@@ -417,6 +417,34 @@ fn simulate_outputs_are_checked_and_whole() {
     assert_eq!(f(&scored, "call_recall"), 1.0);
 }
 
+/// Output to a reader that has gone (`| head`) ends the command quietly, never with a panic.
+#[test]
+fn a_closed_stdout_is_a_quiet_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("s");
+    agentgraph(&["simulate", "--requests", "3", "--out", d.to_str().unwrap()]);
+    let report = agentgraph(&["analyze", "--format", "json", d.join("flows.jsonl").to_str().unwrap()]);
+    std::fs::write(d.join("report.json"), &report.stdout).unwrap();
+    let (r, t, f) = (d.join("report.json"), d.join("truth.json"), d.join("flows.jsonl"));
+    let (r, t, f) = (r.to_str().unwrap(), t.to_str().unwrap(), f.to_str().unwrap());
+    for args in [
+        vec!["simulate", "--list"],
+        vec!["simulate", "--requests", "3", "-o", "-"],
+        vec!["eval", r, t],
+        vec!["eval", "--json", r, t],
+        vec!["analyze", "--format", "json", f],
+        vec!["analyze", f],
+        vec!["config", "print-default"],
+    ] {
+        // A pipe whose reading end is closed: every write fails with a broken pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_agentgraph")).args(&args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
+    }
+}
+
 #[test]
 fn unknown_scenario_and_bad_mode_are_clear_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_agentgraph"))
