@@ -1393,6 +1393,10 @@ impl Engine {
         let mut parent_ids: Vec<CallId> = Vec::new();
         let mut parent_index: HashMap<CallId, usize> = HashMap::new();
         let mut children: Vec<(CallId, Span, Vec<CallId>)> = Vec::new();
+        // Requests of candidates that lose a claim here: each must be checked again, as the
+        // last claim gone may leave it complete (a candidate not chosen is touched by nothing
+        // else, and its request was held until the end of input).
+        let mut released: Vec<GroupId> = Vec::new();
         for (&c, decide) in ready.iter().map(|c| (c, true)).chain(context.iter().map(|c| (c, false))) {
             let Some(call) = self.calls.get_mut(&c) else { continue };
             let cands: Vec<CallId> =
@@ -1411,6 +1415,7 @@ impl Engine {
                 let pg = pc.group;
                 if decide && let Some(group) = self.groups.get_mut(&pg) {
                     group.claims = group.claims.saturating_sub(1);
+                    released.push(pg);
                 }
                 alive.push(p);
                 parent_index.entry(p).or_insert_with(|| {
@@ -1535,6 +1540,9 @@ impl Engine {
                 touched.push(c.group);
             }
         }
+        touched.extend(released);
+        touched.sort_unstable();
+        touched.dedup();
         for g in touched {
             if let Some(group) = self.groups.get(&g) {
                 let due = group.last_activity + self.config.settle_time();
@@ -2135,6 +2143,29 @@ mod tests {
         assert_eq!(graphs[0].calls[0].status, None);
         let stats = engine.stats();
         assert_eq!((stats.unanswered_calls, stats.late_responses, stats.orphan_responses), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_request_not_chosen_as_parent_is_emitted_once_its_claim_is_released() {
+        // Pod P serves two untraced calls, A and B; the call it makes while both run could belong
+        // to either, so both requests wait for the decision. Whichever is not chosen loses its
+        // claim then, and must be emitted as time goes on, not held until the end of input.
+        let p = |port| peer("ns/p", "ns/p-1", 2, port);
+        let gateway = |port| peer("ns/gw", "ns/gw-1", 1, port);
+        let leaf = peer("ns/leaf", "ns/leaf-1", 3, 8080);
+        let mut engine = Engine::new(EngineConfig::default(), NormalizeConfig::default());
+        engine.push(request(0, gateway(40_001), p(8080), "b", None));
+        engine.push(request(10, gateway(40_000), p(8080), "a", None));
+        engine.push(request(100, p(50_000), leaf.clone(), "c", None));
+        engine.push(answer(200, p(50_000), leaf, "c", 100));
+        engine.push(answer(300, gateway(40_001), p(8080), "b", 300));
+        // A (the later-started, which the rule prefers) answers long after B has settled: the
+        // decision, and B's release, come after B's own check found it still claimed.
+        engine.push(answer(10_000, gateway(40_000), p(8080), "a", 9_990));
+        engine.advance_watermark(60_000 * MS);
+        let graphs: Vec<RequestGraph> = engine.drain().collect();
+        assert_eq!(graphs.len(), 2, "both requests are out before the end of input");
+        assert_eq!(graphs.iter().map(|g| g.calls.len()).sum::<usize>(), 3);
     }
 
     #[test]
