@@ -137,7 +137,7 @@ fn assert_untraced_overlapping_target(scenarios: &[&str]) {
 
 /// The target, met where a pod's overlapping calls come from different requests
 /// (code-review, job-spawner) and where fan-outs put several calls of one request on one pod
-/// (research-swarm: 98.3–99.1 % of parents over eight seeds, 98.4 % at this one).
+/// (research-swarm: 98.2–99.2 % of parents over eight seeds, 98.4 % at this one).
 #[test]
 fn overlapping_untraced_requests_meet_the_target() {
     assert_untraced_overlapping_target(&["code-review", "job-spawner", "research-swarm"]);
@@ -145,7 +145,7 @@ fn overlapping_untraced_requests_meet_the_target() {
 
 /// The same target for support-desk, not met yet: twin workers of one fan-out on one pod make
 /// the same calls a millisecond apart, so their parents are nearly as ambiguous as with trace
-/// context (96.6–97.5 % over six seeds; 97.2–97.7 % with a trace id); see the README's accuracy
+/// context (96.7–97.5 % over six seeds; 97.2–97.7 % with a trace id); see the README's accuracy
 /// section for how many of its wrong parents the flows could have settled.
 #[test]
 #[ignore = "target not met: at the edge of what these flows allow (README: Accuracy, Status)"]
