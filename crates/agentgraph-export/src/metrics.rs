@@ -133,7 +133,8 @@ impl Overflow for AgentLabels {
 
 /// A family with a cap on label sets and expiry of idle ones.
 struct Capped<L, M, C = fn() -> M> {
-    name: &'static str,
+    /// The family's name as exported (with its unit), as the dropped-series counter names it.
+    name: String,
     family: Family<L, M, C>,
     seen: Mutex<foldhash::HashMap<L, Instant>>,
 }
@@ -143,7 +144,7 @@ where
     L: Clone + Hash + Eq + Overflow + EncodeLabelSet + std::fmt::Debug,
     C: MetricConstructor<M>,
 {
-    fn new(name: &'static str, family: Family<L, M, C>) -> Self {
+    fn new(name: String, family: Family<L, M, C>) -> Self {
         Capped { name, family, seen: Mutex::new(foldhash::HashMap::default()) }
     }
 
@@ -160,7 +161,7 @@ where
                 seen.insert(labels.clone(), now);
                 labels
             } else {
-                dropped.get_or_create(&FamilyLabels { family: self.name.into() }).inc();
+                dropped.get_or_create(&FamilyLabels { family: self.name.clone() }).inc();
                 let o = L::overflow();
                 seen.insert(o.clone(), now);
                 o
@@ -183,7 +184,7 @@ where
 
 /// What is done to every capped family alike, whatever its labels and metric type.
 trait CappedFamily {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     fn expire(&self, ttl: Duration) -> usize;
 }
 
@@ -192,8 +193,8 @@ where
     L: Clone + Hash + Eq + Overflow + EncodeLabelSet + std::fmt::Debug,
     C: MetricConstructor<M>,
 {
-    fn name(&self) -> &'static str {
-        self.name
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn expire(&self, ttl: Duration) -> usize {
@@ -270,12 +271,13 @@ impl Metrics {
             ($name:literal, $help:literal, $ctor:expr) => {{
                 let family = Family::new_with_constructor($ctor);
                 registry.register($name, $help, family.clone());
-                Capped::new($name, family)
+                Capped::new($name.to_string(), family)
             }};
             ($name:literal, $help:literal, $ctor:expr, $unit:expr) => {{
                 let family = Family::new_with_constructor($ctor);
+                let name = format!("{}_{}", $name, $unit.as_str());
                 registry.register_with_unit($name, $help, $unit, family.clone());
-                Capped::new($name, family)
+                Capped::new(name, family)
             }};
         }
         let counter: fn() -> Counter = Counter::default;
@@ -366,7 +368,7 @@ impl Metrics {
         let series_dropped = Family::<FamilyLabels, Counter>::default();
         registry.register(
             "agentgraph_metric_series_dropped",
-            "Label sets folded into __overflow__ because a family was full",
+            "Observations of new label sets folded into __overflow__ because a family was full",
             series_dropped.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
@@ -673,6 +675,11 @@ mod tests {
             "agentgraph_calls_total{client=\"__overflow__\",server=\"__overflow__\",status_class=\"__overflow__\"} 7"
         ));
         assert!(text.contains("agentgraph_metric_series_dropped_total{family=\"agentgraph_calls\"} 7"), "{text}");
+        // Families with a unit are named as exported, so the counter joins with their series.
+        assert!(
+            text.contains("agentgraph_metric_series_dropped_total{family=\"agentgraph_call_duration_seconds\"}"),
+            "{text}"
+        );
     }
 
     #[test]
