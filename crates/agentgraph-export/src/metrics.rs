@@ -210,9 +210,17 @@ pub struct SelfTelemetry {
     pub lost_events: u64,
     pub reconnects: u64,
     pub open_requests: i64,
+    /// Calls held by the engine (bounded by `max_open_calls`).
+    pub open_calls: i64,
+    /// Whether the Hubble stream is up.
+    pub connected: bool,
     pub requests_expired: u64,
     /// HTTP records that arrived later than the reorder window.
     pub records_late: u64,
+    /// Requests emitted before they completed, at the open-call or request-size bound.
+    pub requests_emitted_early: u64,
+    /// Responses whose request was never seen.
+    pub responses_without_request: u64,
 }
 
 fn histogram_seconds() -> Histogram {
@@ -256,8 +264,12 @@ pub struct Metrics {
     lost_events: Family<SourceLabels, Counter>,
     reconnects: Counter,
     open_requests: Gauge,
+    open_calls: Gauge,
+    connected: Gauge,
     requests_expired: Counter,
     records_late: Counter,
+    requests_emitted_early: Counter,
+    responses_without_request: Counter,
     series_dropped: Family<FamilyLabels, Counter>,
     /// Last values copied from the collector's counters (counters only go up by the difference).
     last: Mutex<SelfTelemetry>,
@@ -353,6 +365,24 @@ impl Metrics {
         registry.register("agentgraph_hubble_reconnects", "Reconnections to the Hubble server", reconnects.clone());
         let open_requests = Gauge::default();
         registry.register("agentgraph_open_requests", "Requests being assembled", open_requests.clone());
+        let open_calls = Gauge::default();
+        registry.register("agentgraph_open_calls", "Calls held while their requests are assembled", open_calls.clone());
+        // /readyz says the same; as a metric it can be alerted on (a quiet cluster also sends
+        // no flows, so the flow rate cannot tell a lost connection).
+        let connected = Gauge::default();
+        registry.register("agentgraph_hubble_connected", "1 while the Hubble stream is up, else 0", connected.clone());
+        let requests_emitted_early = Counter::default();
+        registry.register(
+            "agentgraph_requests_emitted_early",
+            "Requests emitted before they completed, at the open-call or request-size bound",
+            requests_emitted_early.clone(),
+        );
+        let responses_without_request = Counter::default();
+        registry.register(
+            "agentgraph_responses_without_request",
+            "Responses whose request was never seen (before the stream began, or lost)",
+            responses_without_request.clone(),
+        );
         let requests_expired = Counter::default();
         registry.register(
             "agentgraph_requests_expired",
@@ -404,8 +434,12 @@ impl Metrics {
             lost_events,
             reconnects,
             open_requests,
+            open_calls,
+            connected,
             requests_expired,
             records_late,
+            requests_emitted_early,
+            responses_without_request,
             series_dropped,
             last: Mutex::new(SelfTelemetry::default()),
             pods: Mutex::new(HashMap::new()),
@@ -572,6 +606,10 @@ impl Metrics {
         self.requests_expired.inc_by(delta(t.requests_expired, last.requests_expired));
         self.records_late.inc_by(delta(t.records_late, last.records_late));
         self.open_requests.set(t.open_requests);
+        self.open_calls.set(t.open_calls);
+        self.connected.set(i64::from(t.connected));
+        self.requests_emitted_early.inc_by(delta(t.requests_emitted_early, last.requests_emitted_early));
+        self.responses_without_request.inc_by(delta(t.responses_without_request, last.responses_without_request));
         *last = t.clone();
     }
 
@@ -646,7 +684,15 @@ mod tests {
     fn families_exemplars_and_eof() {
         let m = Metrics::new(MetricsConfig::default());
         m.observe(&graph("abc", "ns/a", "ns/b"));
-        m.update_self(&SelfTelemetry { flows_received: 10, reconnects: 2, ..Default::default() });
+        m.update_self(&SelfTelemetry {
+            flows_received: 10,
+            reconnects: 2,
+            connected: true,
+            open_calls: 7,
+            requests_emitted_early: 3,
+            responses_without_request: 4,
+            ..Default::default()
+        });
         let text = m.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
         for family in [
@@ -656,6 +702,10 @@ mod tests {
             "traces_service_graph_request_total{client=\"ns/a\",server=\"ns/b\",connection_type=\"\"} 1",
             "agentgraph_hubble_reconnects_total 2",
             "agentgraph_flows_received_total{source=\"hubble\"} 10",
+            "agentgraph_hubble_connected 1",
+            "agentgraph_open_calls 7",
+            "agentgraph_requests_emitted_early_total 3",
+            "agentgraph_responses_without_request_total 4",
             "agentgraph_build_info{version=",
         ] {
             assert!(text.contains(family), "missing {family} in\n{text}");

@@ -423,8 +423,12 @@ impl CollectorState {
             lost_events: r.lost_events_upstream,
             reconnects: r.reconnects,
             open_requests: r.open_requests as i64,
+            open_calls: r.open_calls as i64,
+            connected: r.connected,
             requests_expired: r.calls_unanswered,
             records_late: r.records_late,
+            requests_emitted_early: r.requests_emitted_early,
+            responses_without_request: r.responses_without_request,
         }
     }
 
