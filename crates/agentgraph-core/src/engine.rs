@@ -1073,8 +1073,7 @@ impl Engine {
             self.stats.unanswered_calls += 1;
             for o in &mut call.obs {
                 if let Some(conn) = o.pending_on.take() {
-                    remove_pending(&mut self.pending, &conn, id);
-                    self.given_up.add(conn, call.url_key, o.start);
+                    give_up(&mut self.pending, &mut self.given_up, conn, id, call.url_key, o.start);
                 }
             }
         }
@@ -1755,10 +1754,9 @@ impl Engine {
         );
         leaving.retain(|call| self.calls.discard(&call.id));
         for call in &leaving {
-            for (conn, start) in call.pending_on.iter().zip(call.starts).filter_map(|(c, s)| Some((c.as_ref()?, s))) {
-                remove_pending(&mut self.pending, conn, call.id);
+            for (conn, start) in call.pending_on.iter().zip(call.starts).filter_map(|(c, s)| Some((*c.as_ref()?, s))) {
                 // Its response may still come: it is this call's, reported already.
-                self.given_up.add(*conn, call.url_key, start);
+                give_up(&mut self.pending, &mut self.given_up, conn, call.id, call.url_key, start);
             }
             if let Some(p) = &call.server
                 && let Some(list) = self.inbound.get_mut(p)
@@ -1907,13 +1905,23 @@ impl GivenUp {
     }
 }
 
-fn remove_pending(pending: &mut HashMap<ConnKey, WaitingRequests>, conn: &ConnKey, id: CallId) {
-    if let Some(q) = pending.get_mut(conn) {
+/// Stops waiting on `conn` for call `id`'s response (given up, or its request emitted), and
+/// remembers the request there so that a response coming after all is recognized as its.
+fn give_up(
+    pending: &mut HashMap<ConnKey, WaitingRequests>,
+    given_up: &mut GivenUp,
+    conn: ConnKey,
+    id: CallId,
+    url_key: u64,
+    start: Option<Nanos>,
+) {
+    if let Some(q) = pending.get_mut(&conn) {
         q.retain(|(c, _)| *c != id);
         if q.is_empty() {
-            pending.remove(conn);
+            pending.remove(&conn);
         }
     }
+    given_up.add(conn, url_key, start);
 }
 
 fn to_record(c: &Call, start: Nanos, index: &[(CallId, usize)], namer: &AgentNamer) -> CallRecord {

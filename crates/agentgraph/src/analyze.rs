@@ -57,6 +57,8 @@ fn learning_pass(
     let mut progress = Progress::new("learning call timing", reader.position(), quiet);
     reader.run_while(|event, _line| {
         progress.tick(flows, requests);
+        // The reader stops at the next line after Ctrl-C; a line it was already reading when
+        // Ctrl-C came is refused here.
         if interrupted.load(Ordering::Relaxed) {
             stopped_early = true;
             return false;
@@ -78,6 +80,9 @@ fn learning_pass(
         true
     });
     progress.finish();
+    // Stopped by the reader after Ctrl-C (between lines no event came from), the pass is cut
+    // short all the same.
+    stopped_early |= interrupted.load(Ordering::Relaxed);
     if !stopped_early {
         engine.finish();
         engine.drain().for_each(drop);
@@ -257,7 +262,8 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     let (mut flows, mut requests, mut taken) = (0u64, 0u64, 0u64);
     reader.run_while(|event, _line| {
         progress.tick(flows, requests);
-        // Checked before the event: after Ctrl-C nothing more is taken in.
+        // Checked before the event: after Ctrl-C nothing more is taken in (the reader stops at
+        // the next line; this refuses one it was already reading).
         let stop = match replay_only {
             Some(events) => taken == events,
             None => interrupted.load(Ordering::Relaxed),

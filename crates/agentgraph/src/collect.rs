@@ -836,9 +836,7 @@ async fn collect(config: CollectConfig, demo: bool) -> Result<ExitCode> {
         }
         Some(finished) => {
             if let Ok(Err(e)) = &finished {
-                let closed =
-                    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
-                if closed {
+                if crate::is_broken_pipe(e) {
                     // `collect --output - | head`: the reader has what it wanted.
                     tracing::info!("stopping: the output was closed");
                 } else {

@@ -26,11 +26,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`agentgraph analyze ... | head`) is not an error worth reporting.
-            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("agentgraph: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` is a write to a reader that has gone (`| head`): a quiet end, not an error.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

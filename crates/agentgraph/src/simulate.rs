@@ -81,18 +81,12 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         }
         (None, None) => return Err(anyhow!("say where the flows go: --out DIR, or -o FILE (`-o -` for stdout)")),
     };
-    let mut truth = match truth_path.as_deref() {
-        Some("-") => {
-            let out: Box<dyn Write> = Box::new(BufWriter::new(io::stdout().lock()));
-            Some(TruthWriter::new(out, &scenario.name, args.seed, mode)?)
-        }
-        Some(p) => {
-            let f = File::create(p).with_context(|| format!("cannot create {p}"))?;
-            let out: Box<dyn Write> = Box::new(BufWriter::new(f));
-            Some(TruthWriter::new(out, &scenario.name, args.seed, mode)?)
-        }
+    let truth_out: Option<Box<dyn Write>> = match truth_path.as_deref() {
+        Some("-") => Some(Box::new(BufWriter::new(io::stdout().lock()))),
+        Some(p) => Some(Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {p}"))?))),
         None => None,
     };
+    let mut truth = truth_out.map(|out| TruthWriter::new(out, &scenario.name, args.seed, mode)).transpose()?;
     let mut node_files: Vec<Option<BufWriter<File>>> = (0..scenario.nodes).map(|_| None).collect();
     let per_node_dir = if args.per_node { args.out.clone() } else { None };
 
@@ -122,13 +116,11 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
             // The reader of the flows (or of the truth) has gone, as `| head` does: a quiet
             // stop, but a truth file is still closed as valid JSON, holding the requests
             // simulated so far.
-            if let Some(t) = truth {
-                match t.finish().and_then(|mut out| out.flush()) {
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-                    other => {
-                        other?;
-                    }
-                }
+            if let Some(t) = truth
+                && let Err(e) = t.finish().and_then(|mut out| out.flush())
+                && e.kind() != io::ErrorKind::BrokenPipe
+            {
+                return Err(e.into());
             }
             return Ok(ExitCode::SUCCESS);
         }
